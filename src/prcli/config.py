@@ -1,0 +1,75 @@
+"""Stage configuration: defaults < YAML file (`--config`) < flags given on the command line.
+
+Every stage has a pydantic config model; the resolved config is saved next to the stage's outputs
+so a run can be repeated and audited. Secrets never enter a config: only the *name* of the
+environment variable that holds a key does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from prcli.jsonl import InputError, LineProblem, write_text_atomic
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of option names (dashes or underscores) to values."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError([LineProblem(path, 0, "config file not found")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise InputError([LineProblem(path, line, f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    except UnicodeDecodeError:
+        raise InputError([LineProblem(path, 0, "not valid UTF-8")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError([LineProblem(path, 1, "expected a mapping of option: value")])
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def resolve_config(
+    cls: type[C],
+    cli_values: dict[str, Any],
+    explicit: set[str],
+    config_file: str | Path | None = None,
+) -> C:
+    """Merge CLI values (their defaults included), a YAML file, and the flags given explicitly."""
+    values = dict(cli_values)
+    if config_file is not None:
+        for k, v in load_config_file(config_file).items():
+            if k not in explicit:
+                values[k] = v
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        where = Path(config_file) if config_file else Path("<command line>")
+        problems = [
+            LineProblem(where, 0, e["msg"], ".".join(str(p) for p in e["loc"]) or None) for e in exc.errors()
+        ]
+        raise InputError(problems) from None
+
+
+def save_config(config: BaseModel, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the resolved config (plus `extra` run facts such as versions) as YAML, atomically."""
+    data = config.model_dump(mode="json")
+    if extra:
+        data = {**data, **extra}
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return Path(path)

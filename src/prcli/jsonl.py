@@ -1,0 +1,396 @@
+"""JSONL I/O: validated streaming reads with FILE:LINE errors, atomic writes, append-with-resume.
+
+Reading is two streaming passes: `check_jsonl` validates every line first (so a bad line stops a
+stage before it writes anything), then `CheckedInput` iterates the valid records. Memory does not
+grow with the file, apart from the set of ids used to catch duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_SHOWN_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """One thing wrong with one line of one file."""
+
+    path: Path
+    line: int
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class InputError(Exception):
+    """Bad input. `str()` lists the problems as `FILE:LINE: field: problem`, one per line."""
+
+    def __init__(self, problems: list[LineProblem], total: int | None = None):
+        self.problems = problems
+        self.total = total if total is not None else len(problems)
+        shown = [str(p) for p in problems[:MAX_SHOWN_PROBLEMS]]
+        more = self.total - len(shown)
+        if more > 0:
+            shown.append(f"... and {more} more problem(s)")
+        super().__init__("\n".join(shown))
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(record)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    if kind.endswith("_type") or kind in {"string_type", "bool_type", "int_type", "list_type", "dict_type"}:
+        got = json.dumps(err.get("input"), ensure_ascii=False, default=str)
+        if len(got) > 60:
+            got = got[:57] + "..."
+        msg = f"{msg} (got {got})"
+    return msg
+
+
+def validation_problems(path: Path, line: int, exc: ValidationError) -> list[LineProblem]:
+    return [LineProblem(path, line, _describe(e), _field_path(tuple(e["loc"]))) for e in exc.errors()]
+
+
+def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, raw bytes) for each line; None for a line over MAX_LINE_BYTES."""
+    with open(path, "rb") as fh:
+        lineno = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the oversized line
+                    raw = fh.readline(MAX_LINE_BYTES)
+                yield lineno, None
+                continue
+            yield lineno, raw
+
+
+def parse_line(path: Path, lineno: int, raw: bytes | None) -> dict[str, Any] | LineProblem | None:
+    """A JSON object, a LineProblem, or None for a blank line."""
+    if raw is None:
+        return LineProblem(path, lineno, f"line is longer than {MAX_LINE_BYTES} bytes")
+    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return LineProblem(
+            path, lineno, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+        )
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return LineProblem(path, lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return LineProblem(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+@dataclass
+class ScannedLine(Generic[T]):
+    line: int
+    raw: bytes | None
+    record: T | None
+    problems: list[LineProblem]
+
+
+def scan_jsonl(
+    path: str | Path,
+    model: type[T],
+    *,
+    context: dict[str, Any] | None = None,
+    key: str | None = "id",
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Iterator[ScannedLine[T]]:
+    """Validate each non-blank line of `path` against `model`; duplicate `key` values are problems.
+
+    `convert`, if given, maps each raw JSON object before validation (e.g. a foreign layout).
+    """
+    path = Path(path)
+    ctx = {"base_dir": path.resolve().parent, **(context or {})}
+    seen: dict[Any, int] = {}
+    for lineno, raw in iter_raw_lines(path):
+        parsed = parse_line(path, lineno, raw)
+        if parsed is None:
+            continue
+        if isinstance(parsed, LineProblem):
+            yield ScannedLine(lineno, raw, None, [parsed])
+            continue
+        try:
+            record = model.model_validate(convert(parsed) if convert else parsed, context=ctx)
+        except ValidationError as exc:
+            yield ScannedLine(lineno, raw, None, validation_problems(path, lineno, exc))
+            continue
+        except (ValueError, TypeError, KeyError) as exc:  # from `convert`
+            yield ScannedLine(lineno, raw, None, [LineProblem(path, lineno, str(exc))])
+            continue
+        if key is not None:
+            value = getattr(record, key, None)
+            if value in seen:
+                problem = LineProblem(
+                    path, lineno, f"duplicate {key} {value!r} (first at line {seen[value]})", key
+                )
+                yield ScannedLine(lineno, raw, None, [problem])
+                continue
+            seen[value] = lineno
+        yield ScannedLine(lineno, raw, record, [])
+
+
+def rejected_path_for(output: str | Path) -> Path:
+    """`out.jsonl` -> `out.rejected.jsonl`; a folder output gets `rejected.jsonl` inside it."""
+    out = Path(output)
+    if out.suffix == ".jsonl":
+        return out.with_name(out.stem + ".rejected.jsonl")
+    if out.suffix:
+        return out.with_name(out.name + ".rejected.jsonl")
+    return out / "rejected.jsonl"
+
+
+@dataclass
+class CheckedInput(Generic[T]):
+    """A validated JSONL input; iterating streams its valid records (a second pass over the file)."""
+
+    path: Path
+    model: type[T]
+    context: dict[str, Any]
+    key: str | None
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None
+    n_valid: int
+    rejected_lines: set[int] = field(default_factory=set)
+    problems: list[LineProblem] = field(default_factory=list)
+
+    @property
+    def n_rejected(self) -> int:
+        return len(self.rejected_lines)
+
+    def __iter__(self) -> Iterator[T]:
+        for scanned in scan_jsonl(
+            self.path, self.model, context=self.context, key=self.key, convert=self.convert
+        ):
+            if scanned.record is not None and scanned.line not in self.rejected_lines:
+                yield scanned.record
+
+    def __len__(self) -> int:
+        return self.n_valid
+
+
+def check_jsonl(
+    path: str | Path,
+    model: type[T],
+    *,
+    skip_invalid: bool = False,
+    rejected_path: str | Path | None = None,
+    context: dict[str, Any] | None = None,
+    key: str | None = "id",
+    allow_empty: bool = False,
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> CheckedInput[T]:
+    """Validate all of `path` before any work starts.
+
+    Raises InputError listing every problem unless `skip_invalid`, in which case the bad lines go to
+    `rejected_path` (one `{"file", "line", "errors", "raw"}` object each) and are left out.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError([LineProblem(path, 0, "file not found")])
+    if path.is_dir():
+        raise InputError([LineProblem(path, 0, "is a folder, expected a JSONL file")])
+    problems: list[LineProblem] = []
+    rejected: list[dict[str, Any]] = []
+    rejected_lines: set[int] = set()
+    n_valid = 0
+    for scanned in scan_jsonl(path, model, context=context, key=key, convert=convert):
+        if scanned.record is not None:
+            n_valid += 1
+            continue
+        rejected_lines.add(scanned.line)
+        problems.extend(scanned.problems)
+        raw = scanned.raw.decode("utf-8", errors="replace") if scanned.raw is not None else None
+        if raw is not None and len(raw) > 1_000_000:
+            raw = raw[:1_000_000] + "...[truncated]"
+        rejected.append(
+            {
+                "file": str(path),
+                "line": scanned.line,
+                "errors": [str(p) for p in scanned.problems],
+                "raw": raw,
+            }
+        )
+    if problems and not skip_invalid:
+        raise InputError(problems)
+    if n_valid == 0 and not allow_empty:
+        why = "no valid records" if problems else "empty file: no records"
+        raise InputError([*problems, LineProblem(path, 0, why)])
+    if rejected and rejected_path is not None:
+        write_jsonl_atomic(rejected_path, rejected)
+    return CheckedInput(
+        path=path,
+        model=model,
+        context=context or {},
+        key=key,
+        convert=convert,
+        n_valid=n_valid,
+        rejected_lines=rejected_lines,
+        problems=problems,
+    )
+
+
+def read_jsonl(path: str | Path, model: type[T], **kwargs: Any) -> list[T]:
+    """All valid records of a (small) file, in order; raises InputError on any bad line."""
+    return list(check_jsonl(path, model, **kwargs))
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _dumps(obj: BaseModel | dict[str, Any], base_dir: Path | None) -> str:
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json", context={"base_dir": base_dir})
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[Any]:
+    """Write to a temporary file beside `path`, then rename over it; on error `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write all records at once (temp file + rename); returns how many were written."""
+    path = Path(path)
+    base = path.resolve().parent
+    n = 0
+    with atomic_open(path) as fh:
+        for rec in records:
+            fh.write(_dumps(rec, base) + "\n")
+            n += 1
+    return n
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, ensure_ascii=False, indent=2, default=str)
+        fh.write("\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+class ResumableJsonl:
+    """An output that is appended one whole line at a time and resumed by key.
+
+    Opening repairs a file whose last line was cut by a kill (it is dropped) and collects the keys
+    already done, so a re-run skips them. Each record is one `write()` of a complete line followed
+    by a flush, so Ctrl-C between records never leaves half a line.
+    """
+
+    def __init__(self, path: str | Path, *, key: str = "id", overwrite: bool = False):
+        self.path = Path(path)
+        self.key = key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done: set[str] = set()
+        self.repaired_bytes = 0
+        if overwrite and self.path.exists():
+            self.path.unlink()
+        if self.path.exists():
+            self._repair_and_collect()
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self.written = 0
+
+    def _repair_and_collect(self) -> None:
+        good_end = 0
+        lineno = 0
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                lineno += 1
+                if not raw.endswith(b"\n"):
+                    break  # the tail of a write cut by a kill: dropped below
+                try:
+                    obj = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    obj = None
+                if not isinstance(obj, dict) or self.key not in obj:
+                    raise InputError(
+                        [
+                            LineProblem(
+                                self.path,
+                                lineno,
+                                f"existing output is not a JSONL record with {self.key!r}; "
+                                "repair it or start again with --overwrite",
+                            )
+                        ]
+                    )
+                self.done.add(str(obj[self.key]))
+                good_end += len(raw)
+        size = self.path.stat().st_size
+        if good_end < size:
+            self.repaired_bytes = size - good_end
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+
+    def write(self, record: BaseModel | dict[str, Any]) -> None:
+        line = (_dumps(record, self.path.resolve().parent) + "\n").encode("utf-8")
+        self._fh.write(line)
+        self._fh.flush()
+        key = record.get(self.key) if isinstance(record, dict) else getattr(record, self.key)
+        self.done.add(str(key))
+        self.written += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+    def __enter__(self) -> ResumableJsonl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,117 @@
+"""The command surface, model aliases and config layering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, Field
+
+from prcli.config import StageConfig, load_config_file, resolve_config, save_config
+from prcli.jsonl import InputError
+from prcli.models import ALIASES, resolve_model
+
+COMMANDS = ["annotate", "train", "judge", "eval", "mcnemar", "demo", "tiny-model"]
+
+
+PR = str(Path(sys.executable).parent / "pr")  # the installed console script
+
+
+def run_pr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PR, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_subcommand_with_a_description() -> None:
+    result = run_pr("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        line = next((ln for ln in result.stdout.splitlines() if f" {name} " in ln), None)
+        assert line is not None, f"{name} missing from pr --help"
+        assert len(line.split(name, 1)[1].strip(" │")) > 10, f"{name} has no description"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_subcommand_has_help(name: str) -> None:
+    result = run_pr(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: pr " + name in " ".join(result.stdout.split())
+
+
+def test_version() -> None:
+    result = run_pr("--version")
+    assert result.returncode == 0 and result.stderr.startswith("prcli ")
+
+
+@pytest.mark.parametrize(
+    ("alias", "hub_id"),
+    [
+        ("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct"),
+        ("Qwen2.5-VL-3B", "Qwen/Qwen2.5-VL-3B-Instruct"),
+        ("qwen2.5-vl-32b", "Qwen/Qwen2.5-VL-32B-Instruct"),
+        ("qwen2.5-vl-72b", "Qwen/Qwen2.5-VL-72B-Instruct"),
+        ("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct"),
+        ("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct"),
+        ("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+        ("someone/custom-vlm", "someone/custom-vlm"),
+    ],
+)
+def test_aliases(alias: str, hub_id: str) -> None:
+    assert resolve_model(alias) == hub_id
+
+
+def test_local_path_passes_through_even_if_named_like_an_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "qwen2.5-vl-7b").mkdir()
+    assert resolve_model("qwen2.5-vl-7b") == "qwen2.5-vl-7b"
+    assert all(v.count("/") == 1 for v in ALIASES.values())
+
+
+class DemoConfig(StageConfig):
+    backend: str = "lexical"
+    concurrency: int = 8
+    weights: list[float] = Field(default_factory=lambda: [0.9, 0.1])
+
+
+def test_cli_flags_win_over_yaml_which_wins_over_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("backend: openai\nconcurrency: 64\nweights: [1.0, 0.5]\n")
+    cli = {"backend": "lexical", "concurrency": 16, "weights": [0.9, 0.1]}
+    merged = resolve_config(DemoConfig, cli, explicit={"concurrency"}, config_file=cfg)
+    assert merged == DemoConfig(backend="openai", concurrency=16, weights=[1.0, 0.5])
+    saved = save_config(merged, tmp_path / "run" / "config.yaml", extra={"prcli_version": "x"})
+    assert load_config_file(saved) == {
+        "backend": "openai",
+        "concurrency": 16,
+        "weights": [1.0, 0.5],
+        "prcli_version": "x",
+    }
+
+
+def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("concurency: 3\n")
+    with pytest.raises(InputError, match=r"c.yaml: concurency: Extra inputs are not permitted"):
+        resolve_config(DemoConfig, {}, set(), cfg)
+    cfg.write_text("concurrency: lots\n")
+    with pytest.raises(InputError, match=r"c.yaml: concurrency: Input should be a valid integer"):
+        resolve_config(DemoConfig, {}, set(), cfg)
+    cfg.write_text("a: [1, 2\n")
+    with pytest.raises(InputError, match=r"c.yaml:2: invalid YAML"):
+        load_config_file(cfg)
+    cfg.write_text("- 1\n- 2\n")
+    with pytest.raises(InputError, match="expected a mapping"):
+        load_config_file(cfg)
+    with pytest.raises(InputError, match="config file not found"):
+        load_config_file(tmp_path / "none.yaml")
+
+
+def test_dashed_keys_are_accepted(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("concurrency: 2\n")
+    assert isinstance(resolve_config(DemoConfig, {}, set(), cfg), BaseModel)
+    (tmp_path / "d.yaml").write_text("max-steps: 3\n")
+    assert load_config_file(tmp_path / "d.yaml") == {"max_steps": 3}
