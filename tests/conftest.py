@@ -27,3 +27,61 @@ def make_image(path: Path, color: str = "white", size: tuple[int, int] = (64, 64
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, color).save(path)
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`transformers serve` with the tiny model on 127.0.0.1: a real OpenAI-compatible server."""
+    import subprocess
+    import sys
+
+    from prcli.llm import wait_for_server
+
+    port = free_port()
+    hub_cache = tmp_path_factory.mktemp("hub-cache")
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cli = Path(sys.executable).parent / "transformers"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [
+                str(cli),
+                "serve",
+                str(tiny_model_dir),
+                "--device",
+                "cpu",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        if not wait_for_server(base_url, timeout=180):
+            proc.kill()
+            raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
+        yield {"base_url": base_url, "model": str(tiny_model_dir), "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own result cache, never the user's."""
+    monkeypatch.setenv("PRCLI_CACHE_DIR", str(tmp_path / ".prcli-cache"))

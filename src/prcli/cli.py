@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from prcli import __version__
-from prcli.ui import console, fail, handle_errors
+from prcli.cli_common import (
+    CONFIG_HELP,
+    JSON_HELP,
+    JUDGE_HELP,
+    OVERWRITE_HELP,
+    SKIP_INVALID_HELP,
+    build_config,
+)
+from prcli.judge.core import Backend as JudgeBackend
+from prcli.judge.core import FailurePolicy, Structured
+from prcli.ui import console, fail, handle_errors, print_json, progress, table
 
 app = typer.Typer(
     name="pr",
@@ -67,11 +77,87 @@ def train_cmd(
 @app.command("judge")
 @handle_errors
 def judge_cmd(
+    ctx: typer.Context,
     responses: Annotated[Path, typer.Argument(help="Response records (JSONL): id, response, [annotations].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Judgements (JSONL) to write or resume.")],
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Annotated records (JSONL) to take annotations from, joined by id."),
+    ] = None,
+    annotation_key: Annotated[
+        str, typer.Option(help="Response field matched against the annotated records' ids.")
+    ] = "id",
+    backend: Annotated[JudgeBackend, typer.Option(help=JUDGE_HELP["backend"])] = "lexical",
+    model: Annotated[str | None, typer.Option(help=JUDGE_HELP["model"])] = None,
+    base_url: Annotated[str, typer.Option(help=JUDGE_HELP["base_url"])] = "http://127.0.0.1:8000/v1",
+    api_key_env: Annotated[str, typer.Option(help=JUDGE_HELP["api_key_env"])] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(min=1, help=JUDGE_HELP["concurrency"])] = 64,
+    timeout: Annotated[float, typer.Option(min=0.001, help=JUDGE_HELP["timeout"])] = 60.0,
+    max_retries: Annotated[int, typer.Option(min=0, help=JUDGE_HELP["max_retries"])] = 3,
+    max_tokens: Annotated[int, typer.Option(min=1, help=JUDGE_HELP["max_tokens"])] = 512,
+    structured: Annotated[Structured, typer.Option(help=JUDGE_HELP["structured"])] = "auto",
+    failure_policy: Annotated[FailurePolicy, typer.Option(help=JUDGE_HELP["failure_policy"])] = "skip",
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help=JUDGE_HELP["cache"])] = True,
+    cache_dir: Annotated[Path | None, typer.Option(help=JUDGE_HELP["cache_dir"])] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help=JUDGE_HELP["batch_size"])] = 8,
+    device: Annotated[str, typer.Option(help=JUDGE_HELP["device"])] = "auto",
+    skip_invalid: Annotated[bool, typer.Option(help=SKIP_INVALID_HELP)] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    config: Annotated[Path | None, typer.Option(help=CONFIG_HELP)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Score responses with the visual perception judge (offline scoring, audits)."""
-    raise _not_available("judge", 3)
+    """Score responses with the visual perception judge (offline scoring, audits).
+
+    Each output line holds one verdict per annotation and score = sum(verdicts) / #annotations.
+    Re-running the same command resumes; judgements that failed after retries are retried.
+    """
+    from prcli.judge.run import JudgeRunConfig, run_judge
+
+    cfg = build_config(ctx, JudgeRunConfig, config, exclude={"json_out", "config"})
+    with progress() as bar:
+        task = bar.add_task("judging", total=None)
+        summary = run_judge(
+            cfg,
+            on_start=lambda n: bar.update(task, total=n),
+            on_item=lambda: bar.advance(task),
+        )
+    if json_out:
+        print_json(summary.as_dict())
+    else:
+        st = summary.stats
+        console.print(
+            table(
+                f"pr judge ({cfg.backend})",
+                [
+                    "responses",
+                    "done before",
+                    "judged now",
+                    "cache hits",
+                    "failed",
+                    "rejected",
+                    "mean score",
+                    "seconds",
+                ],
+                [
+                    [
+                        summary.total,
+                        summary.already_done,
+                        summary.written,
+                        st.get("cache_hits", 0),
+                        summary.failed,
+                        summary.rejected,
+                        summary.mean_score,
+                        round(summary.seconds, 1),
+                    ]
+                ],
+            )
+        )
+        console.print(f"judgements: [bold]{summary.out}[/]")
+    if summary.failed:
+        raise fail(
+            f"{summary.failed} judgement(s) failed after retries (listed in {summary.failed_path}); "
+            "run the same command again to retry them"
+        )
 
 
 @app.command("eval")

@@ -323,6 +323,36 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+def reorder_jsonl(path: str | Path, order: Iterable[str], *, key: str = "id") -> bool:
+    """Rewrite `path` so its lines follow `order` (lines whose key is not in `order` go last).
+
+    Streaming: one pass collects each line's byte offset, a second copies lines in order into a
+    temporary file that replaces `path`. Returns False (and leaves the file alone) if it was
+    already in order.
+    """
+    path = Path(path)
+    offsets: dict[str, tuple[int, int]] = {}
+    sequence: list[str] = []
+    with open(path, "rb") as fh:
+        pos = 0
+        for raw in fh:
+            k = str(json.loads(raw)[key])
+            offsets[k] = (pos, len(raw))
+            sequence.append(k)
+            pos += len(raw)
+    wanted = [k for k in order if k in offsets]
+    placed = set(wanted)
+    target = wanted + [k for k in sequence if k not in placed]
+    if target == sequence:
+        return False
+    with open(path, "rb") as src, atomic_open(path, "wb") as dst:
+        for k in target:
+            start, length = offsets[k]
+            src.seek(start)
+            dst.write(src.read(length))
+    return True
+
+
 class ResumableJsonl:
     """An output that is appended one whole line at a time and resumed by key.
 

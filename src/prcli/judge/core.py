@@ -1,0 +1,325 @@
+"""The perception judge: which annotations does a response reflect?
+
+    score = sum(verdicts) / len(annotations)
+
+Backends: `openai` (any OpenAI-compatible server; the paper's setup is Qwen2.5-32B-Instruct behind
+`vllm serve`), `hf` (a transformers causal LM in this process) and `lexical` (no model; a cheap
+baseline, see `prcli.judge.lexical`). A judgement never raises: a failed call gives `score=None`
+with `error` set (failure policy `skip`) or `score=0.0` (policy `zero`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from prcli.cache import ResultCache, cache_key
+from prcli.concurrency import run_sync
+from prcli.config import StageConfig
+from prcli.judge.lexical import lexical_verdicts
+from prcli.judge.prompt import (
+    PROMPT_VERSION,
+    build_messages,
+    parse_verdicts,
+    verdict_json_schema,
+    verdict_regex,
+)
+from prcli.llm import LLMClient, LLMConfig
+from prcli.records import Judgement
+
+log = logging.getLogger("prcli.judge")
+
+Backend = Literal["lexical", "openai", "hf"]
+Structured = Literal["auto", "vllm", "vllm-legacy", "json", "off"]
+FailurePolicy = Literal["skip", "zero"]
+
+DEFAULT_JUDGE_MODEL = "Qwen/Qwen2.5-32B-Instruct"
+
+
+class JudgeConfig(StageConfig):
+    """Which judge, and how to reach it. Defaults follow the released run where it had one."""
+
+    backend: Backend = Field(
+        "lexical", description="lexical (no model), openai (a server) or hf (in-process)."
+    )
+    model: str | None = Field(None, description="openai: served model name; hf: alias, hub id or path.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: server URL ending in /v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable with the key.")
+    concurrency: int = Field(64, ge=1, description="openai: requests in flight at most.")
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per attempt.")
+    max_retries: int = Field(3, ge=0, description="openai: retries after the first attempt.")
+    backoff: float = Field(1.0, ge=0, description="openai: first retry delay (s), doubling.")
+    max_tokens: int = Field(512, ge=1, description="Longest judge answer, in tokens.")
+    structured: Structured = Field(
+        "auto",
+        description="openai: constrain the answer (vLLM regex, legacy guided_regex, JSON schema, off).",
+    )
+    failure_policy: FailurePolicy = Field(
+        "skip", description="A failed judgement scores None (skip) or 0 (zero)."
+    )
+    cache: bool = Field(True, description="Reuse judgements from the persistent cache.")
+    cache_dir: Path | None = Field(
+        None, description="Cache folder (default $PRCLI_CACHE_DIR or ~/.cache/prcli)."
+    )
+    batch_size: int = Field(8, ge=1, description="hf: responses per generate() call.")
+    device: str = Field("auto", description="hf: torch device (auto, cpu, cuda, cuda:1).")
+
+    def llm_config(self) -> LLMConfig:
+        return LLMConfig(
+            base_url=self.base_url,
+            model=self.model or DEFAULT_JUDGE_MODEL,
+            api_key_env=self.api_key_env,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            temperature=0.0,
+            max_tokens=self.max_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    id: str
+    annotations: list[str]
+    response: str
+
+
+@dataclass
+class JudgeStats:
+    items: int = 0
+    judged: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    no_annotations: int = 0
+    incomplete_answers: int = 0  # the judge gave fewer tags than annotations (missing ones count 0)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Outcome:
+    verdicts: list[int | float] | None
+    raw: str | None = None
+    error: str | None = None
+
+
+class Judge:
+    """Base: caching, failure policy and statistics; backends implement `_judge_one`."""
+
+    backend: str = "base"
+
+    def __init__(self, config: JudgeConfig, cache: ResultCache | None = None):
+        self.config = config
+        self.stats = JudgeStats()
+        self.cache = cache if cache is not None else (self._open_cache() if self.uses_cache else None)
+
+    uses_cache = True
+
+    def _open_cache(self) -> ResultCache | None:
+        if not self.config.cache:
+            return None
+        return ResultCache(self.config.cache_dir / "results.sqlite" if self.config.cache_dir else None)
+
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model
+
+    def _key(self, item: JudgeItem) -> str:
+        return cache_key(
+            role="perception-judge",
+            backend=self.backend,
+            model=self.model_name,
+            prompt_version=PROMPT_VERSION,
+            annotations=item.annotations,
+            response=item.response,
+            decoding={
+                "temperature": 0.0,
+                "max_tokens": self.config.max_tokens,
+                "structured": self.config.structured,
+            },
+        )
+
+    async def judge(self, item: JudgeItem) -> Judgement:
+        self.stats.items += 1
+        if not item.annotations:
+            self.stats.no_annotations += 1
+            return Judgement(id=item.id, verdicts=[], score=None, raw=None, error=None)
+        key = self._key(item) if self.cache is not None else None
+        if key is not None and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return self._judgement(item, _Outcome(hit["verdicts"], hit.get("raw")))
+        outcome = await self._judge_one(item)
+        if outcome.verdicts is not None:
+            self.stats.judged += 1
+            if key is not None and self.cache is not None:
+                self.cache.put(key, {"verdicts": outcome.verdicts, "raw": outcome.raw})
+        else:
+            self.stats.failures += 1
+            kind = (outcome.error or "error").split(":")[0]
+            self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+        return self._judgement(item, outcome)
+
+    def _judgement(self, item: JudgeItem, outcome: _Outcome) -> Judgement:
+        if outcome.verdicts is None:
+            score = 0.0 if self.config.failure_policy == "zero" else None
+            return Judgement(id=item.id, verdicts=[], score=score, raw=outcome.raw, error=outcome.error)
+        score = sum(outcome.verdicts) / len(item.annotations)
+        return Judgement(
+            id=item.id, verdicts=list(outcome.verdicts), score=score, raw=outcome.raw, error=None
+        )
+
+    async def judge_many(self, items: list[JudgeItem]) -> list[Judgement]:
+        return list(await asyncio.gather(*(self.judge(it) for it in items)))
+
+    def judge_many_sync(self, items: list[JudgeItem]) -> list[Judgement]:
+        return run_sync(self.judge_many(items))
+
+    async def _judge_one(self, item: JudgeItem) -> _Outcome:
+        raise NotImplementedError
+
+    def _count_incomplete(self, found: int, n: int) -> None:
+        if found < n:
+            self.stats.incomplete_answers += 1
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+
+class LexicalJudge(Judge):
+    backend = "lexical"
+    uses_cache = False
+
+    @property
+    def model_name(self) -> str | None:
+        return None
+
+    async def _judge_one(self, item: JudgeItem) -> _Outcome:
+        return _Outcome(list(lexical_verdicts(item.annotations, item.response)))
+
+
+class OpenAIJudge(Judge):
+    backend = "openai"
+
+    def __init__(
+        self, config: JudgeConfig, cache: ResultCache | None = None, client: LLMClient | None = None
+    ):
+        super().__init__(config, cache)
+        self.client = client or LLMClient(config.llm_config())
+        self._mode: Structured = "vllm" if config.structured == "auto" else config.structured
+
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model or DEFAULT_JUDGE_MODEL
+
+    def _structured_kwargs(self, mode: Structured, n: int) -> dict[str, Any]:
+        if mode == "vllm":
+            return {"extra_body": {"structured_outputs": {"regex": verdict_regex(n)}}}
+        if mode == "vllm-legacy":
+            return {"extra_body": {"guided_regex": verdict_regex(n)}}
+        if mode == "json":
+            schema = {"name": "verdicts", "schema": verdict_json_schema(n), "strict": True}
+            return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        return {}
+
+    async def _judge_one(self, item: JudgeItem) -> _Outcome:
+        n = len(item.annotations)
+        messages = build_messages(item.annotations, item.response)
+        mode = self._mode
+        result = await self.client.chat(messages, **self._structured_kwargs(mode, n))
+        if (
+            not result.ok
+            and result.status in (400, 422)
+            and self.config.structured == "auto"
+            and mode != "off"
+        ):
+            # The server rejected the constraint fields: use free text (and parse it) from now on.
+            if self._mode != "off":
+                log.warning(
+                    "judge server rejected structured outputs (%s); using free-text answers", result.error
+                )
+                self._mode = "off"
+            result = await self.client.chat(messages)
+        if not result.ok:
+            return _Outcome(None, None, result.error)
+        verdicts, found = parse_verdicts(result.text, n)
+        self._count_incomplete(found, n)
+        return _Outcome(verdicts, result.text)
+
+
+class HFJudge(Judge):
+    """A transformers causal LM in this process, batched: concurrent `judge` calls are gathered into
+    `generate()` batches of up to `batch_size`."""
+
+    backend = "hf"
+
+    def __init__(self, config: JudgeConfig, cache: ResultCache | None = None):
+        if not config.model:
+            raise ValueError("the hf judge needs --judge-model (an alias, hub id or local path)")
+        super().__init__(config, cache)
+        self._generator: Any = None
+        self._queues: dict[int, list[tuple[list[dict[str, str]], asyncio.Future[str]]]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+
+    def _generate(self, batch: list[list[dict[str, str]]]) -> list[str]:
+        from prcli.generation import ChatGenerator
+
+        if self._generator is None:
+            self._generator = ChatGenerator(self.config.model or "", device=self.config.device)
+        return self._generator.chat(batch, max_new_tokens=self.config.max_tokens)
+
+    async def _submit(self, messages: list[dict[str, str]]) -> str:
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(id(loop), [])
+        fut: asyncio.Future[str] = loop.create_future()
+        queue.append((messages, fut))
+        worker = self._workers.get(id(loop))
+        if worker is None or worker.done():
+            self._workers[id(loop)] = loop.create_task(self._drain(queue))
+        return await fut
+
+    async def _drain(self, queue: list[tuple[list[dict[str, str]], asyncio.Future[str]]]) -> None:
+        await asyncio.sleep(0)  # let concurrently submitted requests join the first batch
+        while queue:
+            batch = queue[: self.config.batch_size]
+            del queue[: self.config.batch_size]
+            try:
+                texts = await asyncio.to_thread(self._generate, [m for m, _ in batch])
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), text in zip(batch, texts, strict=True):
+                if not fut.done():
+                    fut.set_result(text)
+
+    async def _judge_one(self, item: JudgeItem) -> _Outcome:
+        n = len(item.annotations)
+        try:
+            text = await self._submit(build_messages(item.annotations, item.response))
+        except Exception as exc:
+            return _Outcome(None, None, f"generation failed: {type(exc).__name__}: {exc}")
+        verdicts, found = parse_verdicts(text, n)
+        self._count_incomplete(found, n)
+        return _Outcome(verdicts, text)
+
+
+def build_judge(config: JudgeConfig, cache: ResultCache | None = None) -> Judge:
+    if config.backend == "lexical":
+        return LexicalJudge(config, cache)
+    if config.backend == "openai":
+        return OpenAIJudge(config, cache)
+    if config.backend == "hf":
+        return HFJudge(config, cache)
+    raise ValueError(f"unknown judge backend {config.backend!r}")

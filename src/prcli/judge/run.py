@@ -1,0 +1,183 @@
+"""`pr judge`: the perception judge over a JSONL of responses, streamed, resumable."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, StrictStr
+
+from prcli.concurrency import run_sync
+from prcli.config import save_config
+from prcli.jsonl import (
+    ResumableJsonl,
+    check_jsonl,
+    rejected_path_for,
+    reorder_jsonl,
+    write_jsonl_atomic,
+)
+from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
+from prcli.judge.prompt import PROMPT_VERSION
+from prcli.records import Record, Response
+from prcli.runs import check_same_settings, sibling
+
+
+class JudgeRunConfig(JudgeConfig):
+    responses: Path
+    out: Path
+    annotations: Path | None = Field(
+        None, description="Annotated records whose annotations are joined by id."
+    )
+    annotation_key: str = Field(
+        "id", description="Response field matched against the annotated records' ids."
+    )
+    skip_invalid: bool = False
+    overwrite: bool = False
+    window: int = Field(0, ge=0, description="Responses in flight (0: four times the concurrency).")
+
+
+class _Annotations(Record):
+    id: StrictStr
+    annotations: list[StrictStr]
+
+
+@dataclass
+class JudgeSummary:
+    out: Path
+    total: int
+    already_done: int
+    written: int
+    failed: int
+    rejected: int
+    mean_score: float | None
+    scored: int
+    stats: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    failed_path: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        d["failed_path"] = str(self.failed_path) if self.failed_path else None
+        return d
+
+
+RESULT_KEYS = (
+    "backend",
+    "model",
+    "structured",
+    "max_tokens",
+    "annotations",
+    "annotation_key",
+    "failure_policy",
+)
+
+
+def _load_annotations(path: Path) -> dict[str, list[str]]:
+    checked = check_jsonl(path, _Annotations, context={"check_images": False})
+    return {rec.id: rec.annotations for rec in checked}
+
+
+def run_judge(
+    config: JudgeRunConfig,
+    *,
+    judge: Judge | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_item: Callable[[], None] | None = None,
+) -> JudgeSummary:
+    """Judge every response not yet in `config.out`; returns what happened.
+
+    Failed judgements (after retries) are not written under the `skip` policy, so running the same
+    command again retries them; they are listed in `<out>.failed.jsonl`.
+    """
+    started = time.monotonic()
+    by_id = _load_annotations(config.annotations) if config.annotations else None
+    key = config.annotation_key
+
+    def join(obj: dict[str, Any]) -> dict[str, Any]:
+        if by_id is None:
+            if obj.get("annotations") is None:
+                raise ValueError("annotations: missing, and no --annotations file to join them from")
+            return obj
+        ref = obj.get(key)
+        if ref is None:
+            raise ValueError(f"{key}: required to join annotations, but missing")
+        if str(ref) not in by_id:
+            raise ValueError(f"{key}: no annotated record with id {str(ref)!r} in {config.annotations}")
+        return {**obj, "annotations": by_id[str(ref)]}
+
+    responses = check_jsonl(
+        config.responses,
+        Response,
+        skip_invalid=config.skip_invalid,
+        rejected_path=rejected_path_for(config.out),
+        convert=join,
+    )
+    check_same_settings(config.out, config, RESULT_KEYS, overwrite=config.overwrite)
+    save_config(config, sibling(config.out, ".config.yaml"), extra={"prompt_version": PROMPT_VERSION})
+
+    judge = judge or build_judge(config)
+    failed: list[dict[str, Any]] = []
+    with ResumableJsonl(config.out, overwrite=config.overwrite) as out:
+        already = len(out.done)
+        todo = [r for r in responses if r.id not in out.done]
+        if on_start:
+            on_start(len(todo))
+        window = config.window or 4 * config.concurrency
+
+        async def judge_all() -> None:
+            from prcli.concurrency import ordered_window
+
+            items = (JudgeItem(r.id, list(r.annotations or []), r.response) for r in todo)
+            async for judgement in ordered_window(items, judge.judge, window):
+                if judgement.score is None and judgement.error is not None:
+                    failed.append({"id": judgement.id, "error": judgement.error})
+                else:
+                    out.write(judgement)
+                if on_item:
+                    on_item()
+
+        run_sync(judge_all())
+        written = out.written
+
+    if not failed:  # complete: put lines retried in a later run back in input order
+        reorder_jsonl(config.out, (r.id for r in responses))
+    failed_path = sibling(config.out, ".failed.jsonl")
+    if failed:
+        write_jsonl_atomic(failed_path, failed)
+    elif failed_path.exists():
+        failed_path.unlink()
+    n_scored, mean = _mean_score(config.out)
+    stats = judge.stats.as_dict()
+    if judge.cache is not None:
+        stats["cache_entries"] = len(judge.cache)
+    judge.close()
+    return JudgeSummary(
+        out=config.out,
+        total=len(responses),
+        already_done=already,
+        written=written,
+        failed=len(failed),
+        rejected=responses.n_rejected,
+        mean_score=mean,
+        scored=n_scored,
+        stats=stats,
+        seconds=time.monotonic() - started,
+        failed_path=failed_path if failed else None,
+    )
+
+
+def _mean_score(path: Path) -> tuple[int, float | None]:
+    """(how many lines have a score, their mean), streaming over the whole output."""
+    n, total = 0, 0.0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            score = json.loads(line).get("score")
+            if score is not None:
+                n += 1
+                total += float(score)
+    return n, (total / n if n else None)

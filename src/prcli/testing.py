@@ -1,0 +1,209 @@
+"""A small OpenAI-compatible server that misbehaves on request: for fault tests and benchmarks.
+
+It answers `POST /v1/chat/completions` with a reply computed from the request (by default a judge
+answer that marks every annotation as present) and can be told, per request, to fail in the ways
+real servers do: HTTP 500/429/400, hanging past the client's timeout, dropping the connection,
+malformed JSON, a truncated body, or no choices. `latency` and `capacity` model a server that takes
+a fixed time per request and serves a limited number at once (the judge-client benchmark).
+
+    python -m prcli.testing --port 8011 --latency 0.05 --capacity 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODES = ("ok", "500", "429", "400", "401", "422", "hang", "drop", "malformed", "truncated", "empty")
+
+Reply = Callable[[dict[str, Any]], str]
+
+
+def all_present(request: dict[str, Any]) -> str:
+    """A judge answer marking every `<infoK>` of the last user message as present."""
+    text = str(request["messages"][-1]["content"])
+    n = len(set(re.findall(r"<info(\d+)>", text)))
+    return "\n".join(f"<info{k}>1</info{k}>" for k in range(1, n + 1)) or "ok"
+
+
+class FaultServer:
+    """Run in a background thread: `with FaultServer() as srv: srv.base_url ...`."""
+
+    def __init__(
+        self,
+        *,
+        reply: Reply = all_present,
+        script: Iterable[str] = (),
+        default: str = "ok",
+        latency: float = 0.0,
+        capacity: int | None = None,
+        hang_seconds: float = 30.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        for mode in [*script, default]:
+            if mode not in MODES:
+                raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
+        self.reply = reply
+        self.script: deque[str] = deque(script)
+        self.default = default
+        self.latency = latency
+        self.hang_seconds = hang_seconds
+        self._capacity = threading.BoundedSemaphore(capacity) if capacity else None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.modes_served: list[str] = []
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def next_mode(self) -> str:
+        with self._lock:
+            mode = self.script.popleft() if self.script else self.default
+            self.modes_served.append(mode)
+            return mode
+
+    def set(self, *, script: Iterable[str] = (), default: str | None = None) -> None:
+        with self._lock:
+            self.script = deque(script)
+            if default is not None:
+                self.default = default
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") in ("/health", "/v1/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append(body)
+                mode = server.next_mode()
+                if server._capacity is not None:
+                    with server._capacity:
+                        self._serve(mode, body)
+                else:
+                    self._serve(mode, body)
+
+            def _serve(self, mode: str, body: dict[str, Any]) -> None:
+                if server.latency:
+                    time.sleep(server.latency)
+                if mode == "hang":
+                    server._stop.wait(server.hang_seconds)
+                    self.close_connection = True
+                    return
+                if mode == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode == "401":  # like hosted APIs, echo the key that was refused
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    self._send(401, {"error": {"message": f"Incorrect API key provided: {key}"}})
+                    return
+                if mode in ("500", "429", "400", "422"):
+                    self._send(int(mode), {"error": {"message": f"injected {mode}", "type": "injected"}})
+                    return
+                if mode == "malformed":
+                    self._send_raw(200, b'{"id": "x", "choices": [ {"message": ')
+                    return
+                if mode == "truncated":
+                    payload = json.dumps(_completion(server.reply(body), body)).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode == "empty":
+                    self._send(200, {**_completion("", body), "choices": []})
+                    return
+                self._send(200, _completion(server.reply(body), body))
+
+            def _send(self, status: int, obj: dict[str, Any]) -> None:
+                self._send_raw(status, json.dumps(obj).encode())
+
+            def _send_raw(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+    def start(self) -> FaultServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _completion(text: str, request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "fake"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--capacity", type=int, default=None, help="requests served at once")
+    parser.add_argument("--default", default="ok", choices=MODES)
+    args = parser.parse_args(argv)
+    srv = FaultServer(
+        host=args.host, port=args.port, latency=args.latency, capacity=args.capacity, default=args.default
+    )
+    print(f"serving on {srv.base_url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        srv._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
