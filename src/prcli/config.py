@@ -66,9 +66,22 @@ def resolve_config(
         raise InputError(problems) from None
 
 
+def plain_values(value: Any) -> Any:
+    """Paths become absolute strings (a saved config must not depend on the working folder)."""
+    if isinstance(value, Path):
+        return str(value.expanduser().resolve())
+    if isinstance(value, dict):
+        return {k: plain_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_values(v) for v in value]
+    if isinstance(value, BaseModel):
+        return plain_values(value.model_dump(mode="python"))
+    return value
+
+
 def save_config(config: BaseModel, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the resolved config (plus `extra` run facts such as versions) as YAML, atomically."""
-    data = config.model_dump(mode="json")
+    data = plain_values(config.model_dump(mode="python"))
     if extra:
         data = {**data, **extra}
     write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from prcli.config import load_config_file
+from prcli.config import load_config_file, plain_values
 from prcli.jsonl import InputError, LineProblem
 
 
@@ -36,7 +36,7 @@ def check_same_settings(output: Path, config: BaseModel, keys: Iterable[str], *,
     if overwrite or not saved.exists() or not _has_results(output):
         return
     before = load_config_file(saved)
-    now = config.model_dump(mode="json")
+    now = plain_values(config.model_dump(mode="python"))
     changed = [
         f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys if k in before and before[k] != now.get(k)
     ]
