@@ -8,16 +8,9 @@ from typing import Annotated
 import typer
 
 from prcli import __version__
-from prcli.cli_common import (
-    CONFIG_HELP,
-    JSON_HELP,
-    JUDGE_HELP,
-    OVERWRITE_HELP,
-    SKIP_INVALID_HELP,
-    build_config,
-)
-from prcli.judge.core import Backend as JudgeBackend
-from prcli.judge.core import FailurePolicy, Structured
+from prcli.cli_common import config_command
+from prcli.judge.run import JudgeRunConfig
+from prcli.train import TrainConfig
 from prcli.ui import console, fail, handle_errors, print_json, progress, table
 
 app = typer.Typer(
@@ -63,57 +56,55 @@ def annotate_cmd(
 
 @app.command("train")
 @handle_errors
-def train_cmd(
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Alias, hub id or local path of the policy VLM.")
-    ],
-    data: Annotated[Path, typer.Option("--data", help="Annotated records (JSONL) from `pr annotate`.")],
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run folder: checkpoints, metrics.")],
-) -> None:
-    """GRPO post-training with accuracy, format, repetition and visual perception rewards."""
-    raise _not_available("train", 4)
+@config_command(TrainConfig, short={"model": "-m", "output_dir": "-o"})
+def train_cmd(cfg: TrainConfig, json_out: bool = False) -> None:
+    """GRPO post-training with accuracy, format, repetition and visual perception rewards (TRL).
+
+    Runs as is on one machine; under `accelerate launch` on many GPUs or nodes. Writes checkpoints,
+    the final model, config.yaml, metrics.jsonl and sample completions into the output folder.
+    """
+    import os
+
+    from prcli.train import train
+
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if json_out:
+        print_json(result.as_dict())
+        return
+    console.print(
+        table(
+            "pr train",
+            ["steps", "examples", "dropped (too long)", "judge failures", "resumed from", "seconds"],
+            [
+                [
+                    result.global_step,
+                    result.train_examples,
+                    result.dropped_prompts,
+                    result.judge_failures,
+                    result.resumed_from or "-",
+                    round(result.seconds, 1),
+                ]
+            ],
+        )
+    )
+    console.print(
+        f"model: [bold]{result.output_dir}[/]   metrics: {result.metrics_path}   samples: {result.samples_path}"
+    )
 
 
 @app.command("judge")
 @handle_errors
-def judge_cmd(
-    ctx: typer.Context,
-    responses: Annotated[Path, typer.Argument(help="Response records (JSONL): id, response, [annotations].")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Judgements (JSONL) to write or resume.")],
-    annotations: Annotated[
-        Path | None,
-        typer.Option(help="Annotated records (JSONL) to take annotations from, joined by id."),
-    ] = None,
-    annotation_key: Annotated[
-        str, typer.Option(help="Response field matched against the annotated records' ids.")
-    ] = "id",
-    backend: Annotated[JudgeBackend, typer.Option(help=JUDGE_HELP["backend"])] = "lexical",
-    model: Annotated[str | None, typer.Option(help=JUDGE_HELP["model"])] = None,
-    base_url: Annotated[str, typer.Option(help=JUDGE_HELP["base_url"])] = "http://127.0.0.1:8000/v1",
-    api_key_env: Annotated[str, typer.Option(help=JUDGE_HELP["api_key_env"])] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(min=1, help=JUDGE_HELP["concurrency"])] = 64,
-    timeout: Annotated[float, typer.Option(min=0.001, help=JUDGE_HELP["timeout"])] = 60.0,
-    max_retries: Annotated[int, typer.Option(min=0, help=JUDGE_HELP["max_retries"])] = 3,
-    max_tokens: Annotated[int, typer.Option(min=1, help=JUDGE_HELP["max_tokens"])] = 512,
-    structured: Annotated[Structured, typer.Option(help=JUDGE_HELP["structured"])] = "auto",
-    failure_policy: Annotated[FailurePolicy, typer.Option(help=JUDGE_HELP["failure_policy"])] = "skip",
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help=JUDGE_HELP["cache"])] = True,
-    cache_dir: Annotated[Path | None, typer.Option(help=JUDGE_HELP["cache_dir"])] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help=JUDGE_HELP["batch_size"])] = 8,
-    device: Annotated[str, typer.Option(help=JUDGE_HELP["device"])] = "auto",
-    skip_invalid: Annotated[bool, typer.Option(help=SKIP_INVALID_HELP)] = False,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
-    config: Annotated[Path | None, typer.Option(help=CONFIG_HELP)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
-) -> None:
+@config_command(JudgeRunConfig, positional=("responses",), short={"out": "-o"})
+def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
     """Score responses with the visual perception judge (offline scoring, audits).
 
     Each output line holds one verdict per annotation and score = sum(verdicts) / #annotations.
     Re-running the same command resumes; judgements that failed after retries are retried.
     """
-    from prcli.judge.run import JudgeRunConfig, run_judge
+    from prcli.judge.run import run_judge
 
-    cfg = build_config(ctx, JudgeRunConfig, config, exclude={"json_out", "config"})
     with progress() as bar:
         task = bar.add_task("judging", total=None)
         summary = run_judge(

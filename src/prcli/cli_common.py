@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,27 +17,6 @@ C = TypeVar("C", bound=BaseModel)
 
 CONFIG_HELP = "YAML file of option: value pairs; options given on the command line win."
 JSON_HELP = "Print the result as one JSON object on stdout."
-SKIP_INVALID_HELP = "Skip bad input lines (written to *.rejected.jsonl) instead of stopping."
-OVERWRITE_HELP = "Start again instead of resuming an existing output."
-
-JUDGE_HELP = {
-    "backend": "Judge backend: lexical (no model, a cheap baseline), openai (any OpenAI-compatible server) or hf.",
-    "model": "Judge model: the server's model name (openai) or an alias, hub id or path (hf). "
-    "Default for openai: Qwen/Qwen2.5-32B-Instruct.",
-    "base_url": "OpenAI-compatible server URL, ending in /v1.",
-    "api_key_env": "Environment variable that holds the API key (the key itself is never passed or logged).",
-    "concurrency": "Judge requests in flight at most.",
-    "timeout": "Seconds per judge request attempt.",
-    "max_retries": "Retries of a failed judge request (exponential backoff).",
-    "max_tokens": "Longest judge answer, in tokens.",
-    "structured": "Constrain the judge's answer: auto (vLLM regex, falling back to free text), vllm, "
-    "vllm-legacy (guided_regex), json (response_format JSON schema) or off.",
-    "failure_policy": "A judgement that fails after retries scores None, ignored by GRPO (skip) or 0 (zero).",
-    "cache": "Reuse judgements from the persistent cache (keyed by model, prompt, annotations, response).",
-    "cache_dir": "Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli).",
-    "batch_size": "hf backend: responses per generate() batch.",
-    "device": "hf backend: torch device (auto, cpu, cuda, cuda:1, ...).",
-}
 
 
 def choice(*values: str) -> click.Choice:
@@ -69,3 +49,93 @@ def build_config(
     if extra:
         values.update(extra)
     return resolve_config(cls, values, explicit, config_file)
+
+
+# ----------------------------------------------------------------------------- options from a config model
+
+
+def _option_for(name: str, info: Any, *, positional: bool, short: str | None) -> tuple[Any, Any]:
+    """(annotation, default) of one typer parameter for config field `name`."""
+    import inspect
+
+    annotation = info.annotation
+    help_text = info.description or ""
+    required = info.is_required()
+    default = ... if required else info.get_default(call_default_factory=True)
+    if positional:
+        param = typer.Argument(help=help_text, show_default=not required)
+    else:
+        flag = "--" + name.replace("_", "-")
+        decls = [flag] if short is None else [flag, short]
+        if annotation is bool or set(typing.get_args(annotation)) == {bool, type(None)}:
+            decls = [f"{flag}/--no-{flag[2:]}"]  # an on/off switch; None (unset) means "automatic"
+        param = typer.Option(*decls, help=help_text, show_default=not required)
+    from typing import Annotated
+
+    return Annotated[annotation, param], (inspect.Parameter.empty if required else default)
+
+
+def config_command(
+    cls: type[BaseModel],
+    *,
+    positional: tuple[str, ...] = (),
+    short: dict[str, str] | None = None,
+    hidden: tuple[str, ...] = (),
+) -> Any:
+    """Decorate `fn(config, json_out)` into a typer command whose options are `cls`'s fields.
+
+    Option names, types, defaults and help come from the config model, so the command line, the
+    YAML file and the Python API can never drift apart. Adds `--config FILE` and `--json`.
+    """
+    import functools
+    import inspect
+    from typing import Annotated, Optional
+
+    short = short or {}
+
+    def decorate(fn: Any) -> Any:
+        params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+        fields = cls.model_fields
+        rest = [n for n in fields if n not in positional and n not in hidden]
+        order = list(positional) + [n for n in rest if fields[n].is_required()]
+        order += [n for n in rest if not fields[n].is_required()]
+        for name in order:
+            annotation, default = _option_for(
+                name, fields[name], positional=name in positional, short=short.get(name)
+            )
+            params.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+                )
+            )
+        params.append(
+            inspect.Parameter(
+                "config",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[Optional[Path], typer.Option(help=CONFIG_HELP)],  # noqa: UP045
+                default=None,
+            )
+        )
+        params.append(
+            inspect.Parameter(
+                "json_out",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[bool, typer.Option("--json", help=JSON_HELP)],
+                default=False,
+            )
+        )
+
+        @functools.wraps(fn)
+        def wrapper(ctx: typer.Context, **kwargs: Any) -> Any:
+            from prcli.ui import stdout_for_results_only
+
+            cfg = build_config(ctx, cls, kwargs.get("config"), exclude={"config", "json_out"})
+            with stdout_for_results_only():
+                return fn(cfg, json_out=kwargs.get("json_out", False))
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        del wrapper.__wrapped__
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate

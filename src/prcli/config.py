@@ -17,6 +17,9 @@ from prcli.jsonl import InputError, LineProblem, write_text_atomic
 
 C = TypeVar("C", bound=BaseModel)
 
+SKIP_INVALID_HELP = "Skip bad input lines (written to *.rejected.jsonl) instead of stopping."
+OVERWRITE_HELP = "Start again instead of resuming an existing output."
+
 
 class StageConfig(BaseModel):
     """Base of every stage config: unknown keys are errors (a typo must not pass silently)."""

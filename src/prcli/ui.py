@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -22,15 +23,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from prcli.errors import StageError
 from prcli.jsonl import InputError
 
 console = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class StageError(Exception):
-    """A failure the user can act on; shown as one clean message, exit code 1."""
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -94,7 +92,24 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+@contextlib.contextmanager
+def stdout_for_results_only() -> Iterator[None]:
+    """Libraries that print (transformers' trainer logs, tqdm) go to stderr while a command runs;
+    stdout stays for `--json` results, written with `print_json`."""
+    global _results
+    _results = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _results = None
+
+
+_results: Any = None
+
+
 def print_json(obj: Any) -> None:
     """The machine-readable result, alone on stdout."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    stream = _results or sys.stdout
+    stream.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    stream.flush()

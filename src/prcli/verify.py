@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
-import multiprocessing as mp
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 
 _LETTER = re.compile(r"^\(?([A-Z])\)?\.?$")
 # We enforce timeouts ourselves (by killing workers); silence math-verify's note that its own are off.
@@ -86,22 +88,23 @@ def math_equal(prediction: str, gold: str) -> bool:
 # ----------------------------------------------------------------------------- worker pool
 
 
-def _worker_main(conn: Connection) -> None:
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        key, prediction, gold = task
-        conn.send((key, math_equal(prediction, gold)))
+def _worker_main() -> None:
+    """`python -m prcli.verify`: read JSON tasks on stdin, answer JSON lines on stdout."""
+    import math_verify  # noqa: F401  (imported before announcing readiness)
+
+    out = sys.stdout
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:
+        task = json.loads(line)
+        out.write(json.dumps({"key": task["key"], "ok": math_equal(task["prediction"], task["gold"])}) + "\n")
+        out.flush()
 
 
 @dataclass(eq=False)
 class _Worker:
-    process: mp.process.BaseProcess
-    conn: Connection
+    process: subprocess.Popen[str]
+    ready: bool = False
     task: tuple[int, str, str] | None = None
     started: float = 0.0
 
@@ -120,30 +123,37 @@ def default_workers() -> int:
 class VerifierPool:
     """A few long-lived worker processes that verify (prediction, gold) pairs under a timeout.
 
-    Thread-safe: concurrent `map` calls are serialised.
+    Workers are separate interpreters (`python -m prcli.verify`), so they never re-run the caller's
+    script and never inherit its threads or GPU state. The timeout counts from when a ready worker
+    receives the item. Thread-safe: concurrent `map` calls are serialised.
     """
 
     def __init__(self, workers: int | None = None, timeout: float = 5.0):
         self.n_workers = workers or default_workers()
         self.timeout = timeout
         self.stats = PoolStats()
-        self._ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        if self._ctx.get_start_method() == "forkserver":
-            self._ctx.set_forkserver_preload(["prcli.verify", "math_verify", "sympy"])
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
 
     def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        proc.start()
-        child.close()
-        return _Worker(proc, parent)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prcli.verify"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            env=env,
+        )
+        return _Worker(proc)
 
     def _kill(self, worker: _Worker) -> None:
         worker.process.kill()
-        worker.process.join(timeout=5)
-        worker.conn.close()
+        worker.process.wait(timeout=5)
+        for stream in (worker.process.stdin, worker.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
 
     def map(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """Verify each (prediction, gold); an item past the timeout is False."""
@@ -154,56 +164,70 @@ class VerifierPool:
                 self._workers.append(self._spawn())
             results: list[bool] = [False] * len(pairs)
             queue = deque((i, p, g) for i, (p, g) in enumerate(pairs))
-            busy: dict[Connection, _Worker] = {}
-            idle = list(self._workers)
-            while queue or busy:
-                while queue and idle:
-                    worker = idle.pop()
-                    worker.task = queue.popleft()
-                    worker.started = time.monotonic()
-                    try:
-                        worker.conn.send(worker.task)
-                    except (BrokenPipeError, OSError):  # died while idle: replace, retry the task
-                        queue.appendleft(worker.task)
-                        idle.append(self._replace(worker))
-                        continue
-                    busy[worker.conn] = worker
+            while queue or any(w.task is not None for w in self._workers):
+                for worker in self._workers:
+                    if worker.ready and worker.task is None and queue:
+                        self._send(worker, queue.popleft(), queue)
+                busy = [w for w in self._workers if w.task is not None]
+                deadline = min((w.started + self.timeout for w in busy), default=time.monotonic() + 0.5)
+                streams = {w.process.stdout: w for w in self._workers if w.task is not None or not w.ready}
+                for stream in wait(list(streams), timeout=max(0.0, deadline - time.monotonic())):
+                    self._receive(streams[stream], results, queue)  # type: ignore[index]
                 now = time.monotonic()
-                deadline = min(w.started for w in busy.values()) + self.timeout
-                for conn in wait(list(busy), timeout=max(0.0, deadline - now)):
-                    worker = busy.pop(conn)  # type: ignore[arg-type]
-                    try:
-                        key, ok = conn.recv()  # type: ignore[union-attr]
-                        results[key] = ok
-                        self.stats.verified += 1
-                        idle.append(worker)
-                    except (EOFError, OSError):  # the worker died (e.g. out of memory): counts as False
+                for worker in list(self._workers):
+                    if worker.task is not None and now - worker.started >= self.timeout:
                         self.stats.timeouts += 1
-                        idle.append(self._replace(worker))
-                now = time.monotonic()
-                for conn, worker in list(busy.items()):
-                    if now - worker.started >= self.timeout:
-                        busy.pop(conn)
-                        self.stats.timeouts += 1
-                        idle.append(self._replace(worker))
+                        worker.task = None
+                        self._replace(worker)
             return results
 
-    def _replace(self, worker: _Worker) -> _Worker:
+    def _send(self, worker: _Worker, task: tuple[int, str, str], queue: deque[tuple[int, str, str]]) -> None:
+        key, prediction, gold = task
+        try:
+            worker.process.stdin.write(
+                json.dumps({"key": key, "prediction": prediction, "gold": gold}) + "\n"
+            )  # type: ignore[union-attr]
+            worker.process.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):  # died while idle: replace it and put the task back
+            queue.appendleft(task)
+            self._replace(worker)
+            return
+        worker.task = task
+        worker.started = time.monotonic()
+
+    def _receive(self, worker: _Worker, results: list[bool], queue: deque[tuple[int, str, str]]) -> None:
+        line = worker.process.stdout.readline()  # type: ignore[union-attr]
+        if not line:  # the worker died (e.g. out of memory): its item counts as False
+            if worker.task is not None:
+                self.stats.timeouts += 1
+                worker.task = None
+            self._replace(worker)
+            return
+        msg = json.loads(line)
+        if msg.get("ready"):
+            worker.ready = True
+            return
+        results[msg["key"]] = bool(msg["ok"])
+        self.stats.verified += 1
+        worker.task = None
+
+    def _replace(self, worker: _Worker) -> None:
         self._kill(worker)
         self.stats.restarts += 1
-        new = self._spawn()
-        self._workers[self._workers.index(worker)] = new
-        return new
+        self._workers[self._workers.index(worker)] = self._spawn()
 
     def close(self) -> None:
         for w in self._workers:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                w.conn.send(None)
+            with contextlib.suppress(OSError):
+                w.process.stdin.close()  # type: ignore[union-attr]
         for w in self._workers:
-            w.process.join(timeout=2)
-            if w.process.is_alive():
+            try:
+                w.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 w.process.kill()
-            w.conn.close()
+                w.process.wait()
+            with contextlib.suppress(OSError):
+                w.process.stdout.close()  # type: ignore[union-attr]
         self._workers = []
 
     def __enter__(self) -> VerifierPool:
@@ -226,3 +250,7 @@ def shared_pool(timeout: float = 5.0) -> VerifierPool:
             atexit.register(_shared.close)
         _shared.timeout = timeout
         return _shared
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -45,29 +45,42 @@ class JudgeConfig(StageConfig):
     """Which judge, and how to reach it. Defaults follow the released run where it had one."""
 
     backend: Backend = Field(
-        "lexical", description="lexical (no model), openai (a server) or hf (in-process)."
+        "lexical",
+        description="lexical (no model: key-term matching, a cheap baseline), openai (any OpenAI-compatible "
+        "server) or hf (transformers in this process).",
     )
-    model: str | None = Field(None, description="openai: served model name; hf: alias, hub id or path.")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: server URL ending in /v1.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable with the key.")
-    concurrency: int = Field(64, ge=1, description="openai: requests in flight at most.")
-    timeout: float = Field(60.0, gt=0, description="openai: seconds per attempt.")
-    max_retries: int = Field(3, ge=0, description="openai: retries after the first attempt.")
-    backoff: float = Field(1.0, ge=0, description="openai: first retry delay (s), doubling.")
+    model: str | None = Field(
+        None,
+        description="The server's model name (openai; default Qwen/Qwen2.5-32B-Instruct) or an alias, hub id "
+        "or path (hf).",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server URL, ending in /v1."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="Environment variable with the API key (the key is never passed or logged).",
+    )
+    concurrency: int = Field(64, ge=1, description="Judge requests in flight at most.")
+    timeout: float = Field(60.0, gt=0, description="Seconds per judge request attempt.")
+    max_retries: int = Field(3, ge=0, description="Retries of a failed request (exponential backoff).")
+    backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
     max_tokens: int = Field(512, ge=1, description="Longest judge answer, in tokens.")
     structured: Structured = Field(
         "auto",
-        description="openai: constrain the answer (vLLM regex, legacy guided_regex, JSON schema, off).",
+        description="Constrain the answer: auto (vLLM regex, falling back to free text), vllm, vllm-legacy "
+        "(guided_regex), json (response_format JSON schema) or off.",
     )
     failure_policy: FailurePolicy = Field(
-        "skip", description="A failed judgement scores None (skip) or 0 (zero)."
+        "skip",
+        description="A judgement that fails after retries scores None, ignored by GRPO (skip), or 0 (zero).",
     )
-    cache: bool = Field(True, description="Reuse judgements from the persistent cache.")
+    cache: bool = Field(True, description="Reuse judgements from the persistent, content-addressed cache.")
     cache_dir: Path | None = Field(
-        None, description="Cache folder (default $PRCLI_CACHE_DIR or ~/.cache/prcli)."
+        None, description="Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli)."
     )
-    batch_size: int = Field(8, ge=1, description="hf: responses per generate() call.")
-    device: str = Field("auto", description="hf: torch device (auto, cpu, cuda, cuda:1).")
+    batch_size: int = Field(8, ge=1, description="hf: responses per generate() batch.")
+    device: str = Field("auto", description="hf: torch device (auto, cpu, cuda, cuda:1, ...).")
 
     def llm_config(self) -> LLMConfig:
         return LLMConfig(

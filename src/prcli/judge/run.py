@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, StrictStr
 
 from prcli.concurrency import run_sync
-from prcli.config import save_config
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
 from prcli.jsonl import (
     ResumableJsonl,
     check_jsonl,
@@ -27,16 +27,14 @@ from prcli.runs import check_same_settings, sibling
 
 
 class JudgeRunConfig(JudgeConfig):
-    responses: Path
-    out: Path
-    annotations: Path | None = Field(
-        None, description="Annotated records whose annotations are joined by id."
-    )
+    responses: Path = Field(description="Response records (JSONL): id, response, [annotations].")
+    out: Path = Field(description="Judgements (JSONL) to write, or to resume.")
+    annotations: Path | None = Field(None, description="Annotated records (JSONL) to take annotations from.")
     annotation_key: str = Field(
         "id", description="Response field matched against the annotated records' ids."
     )
-    skip_invalid: bool = False
-    overwrite: bool = False
+    skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
+    overwrite: bool = Field(False, description=OVERWRITE_HELP)
     window: int = Field(0, ge=0, description="Responses in flight (0: four times the concurrency).")
 
 

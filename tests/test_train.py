@@ -1,0 +1,250 @@
+"""`pr train` on CPU with the tiny Qwen2.5-VL: checkpoints, resume, LoRA, judge outages, learning, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import free_port, make_image
+from prcli.cli import app
+from prcli.errors import StageError
+from prcli.records import AnnotatedProblem
+from prcli.train import TrainConfig, build_grpo_config, build_rows, completion_text
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+SMALL = [
+    "--prompts-per-step", "2", "--num-generations", "4", "--per-device-batch-size", "8",
+    "--max-completion-length", "12", "--min-pixels", "3136", "--max-pixels", "12544", "--seed", "0",
+]  # fmt: skip
+
+
+def annotated_set(folder: Path, n: int = 6, annotations: list[str] | None = None) -> Path:
+    rows = []
+    for i in range(n):
+        make_image(folder / "img" / f"{i}.png", color=(30 * i, 120, 200), size=(56, 56))
+        rows.append(
+            {
+                "id": f"p{i}",
+                "question": f"<image>The rectangle has sides {i + 2} and 3. What is its area?",
+                "images": [f"img/{i}.png"],
+                "answer": str((i + 2) * 3),
+                "annotations": annotations
+                or [f"The rectangle has width {i + 2}", "The rectangle has height 3"],
+            }
+        )
+    path = folder / "annotated.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_few_steps_give_a_reloadable_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL]
+    result = runner.invoke(
+        app, [*args, "--max-steps", "3", "--save-steps", "2", "--sample-every", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["global_step"] == 3 and summary["train_examples"] == 6 and summary["judge_failures"] == 0
+
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for name in ("accuracy", "format", "perception", "repetition"):
+            assert f"rewards/{name}/mean" in r
+        assert {"reward", "judge/failures", "step_time", "loss"} <= r.keys()
+    samples = [json.loads(x) for x in (run / "completions.jsonl").read_text().splitlines()]
+    assert samples and {"step", "completion", "reward_perception", "verdicts"} <= samples[0].keys()
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["w_accuracy"] == 0.9 and saved["w_perception"] == 0.7 and saved["max_steps"] == 3
+    assert saved["data"] == str(data.resolve())
+    assert (run / "checkpoint-2").is_dir() and (run / "checkpoint-3").is_dir()
+
+    from prcli.generation import ChatGenerator
+
+    gen = ChatGenerator(str(run), device="cpu")
+    from PIL import Image
+
+    conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find x."}]}]
+    (text,) = gen.chat([conv], images=[[Image.new("RGB", (56, 56))]], max_new_tokens=4)
+    assert isinstance(text, str)
+
+
+def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    base = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        *SMALL,
+        "--save-steps",
+        "1",
+    ]
+    assert runner.invoke(app, [*base, "--max-steps", "2"]).exit_code == 0
+    result = runner.invoke(app, [*base, "--max-steps", "4", "--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["global_step"] == 4 and summary["resumed_from"].endswith("checkpoint-2")
+    assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4]
+    state = json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+
+
+def test_lora_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL, "--max-steps", "2",
+            "--lora", "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and "visual" in adapter["target_modules"]  # the regex keeps the vision tower out
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "adapter" / "adapter_model.safetensors")
+    names = list(weights)
+    assert names and all("lora_" in n for n in names)
+    assert any("q_proj" in n for n in names) and any("v_proj" in n for n in names)
+    assert not any("visual" in n for n in names)
+    from transformers import AutoModelForImageTextToText
+
+    merged = AutoModelForImageTextToText.from_pretrained(run)  # the merged full model
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_judge_server_down_still_completes_with_failures_logged(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL, "--max-steps", "2",
+            "--judge", "openai", "--judge-base-url", dead, "--judge-max-retries", "1", "--judge-timeout", "2",
+            "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["judge_failures"] == 16  # 2 steps x 8 rollouts, every one failed
+    rows = metrics(run)
+    assert [r["judge/failures"] for r in rows] == [8.0, 8.0]
+    assert all(r["judge/failure_rate"] == 1.0 for r in rows)
+    assert all(r["rewards/perception/mean"] is None for r in rows)  # skipped, not counted as zeros
+
+
+def test_perception_reward_is_learned(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A toy task where the perception reward is learnable: the annotations ask for two words the
+    tiny model can learn to emit. With a fixed seed the mean perception reward rises clearly."""
+    data = annotated_set(
+        tmp_path, n=8, annotations=["The figure shows a circle", "The figure shows a square"]
+    )
+    run = tmp_path / "run"
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run),
+            "--prompts-per-step", "8", "--num-generations", "8", "--per-device-batch-size", "64",
+            "--max-completion-length", "12", "--min-pixels", "3136", "--max-pixels", "3136",
+            "--max-steps", "30", "--learning-rate", "5e-3", "--warmup-ratio", "0", "--prompt-template", "plain",
+            "--w-accuracy", "0", "--w-format", "0", "--w-repetition", "0", "--w-perception", "1",
+            "--save-steps", "1000", "--seed", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    perception = [r["rewards/perception/mean"] for r in metrics(run)]
+    first, last = sum(perception[:8]) / 8, sum(perception[-8:]) / 8
+    assert last > first + 0.3, (first, last, perception)
+
+
+def test_two_processes_with_accelerate_launch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two processes, gloo DDP on CPU. accelerate 1.15's `--cpu --num_processes 2` starts a single
+    process (its multi-CPU launcher needs mpirun); `--multi_gpu` starts two through torch's launcher,
+    and our trainer, finding no GPU, runs them on CPU with gloo."""
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           str(bin_dir / "pr"), "train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run),
+           *SMALL, "--per-device-batch-size", "4", "--max-steps", "2", "--save-steps", "2", "--json"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert yaml.safe_load((run / "config.yaml").read_text())["world_size"] == 2
+    summary = json.loads(proc.stdout)  # only rank 0 prints the result
+    assert summary["num_processes"] == 2 and summary["distributed_type"] == "MULTI_CPU"
+    assert json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    assert (run / "model.safetensors").exists()
+    assert [r["step"] for r in metrics(run)] == [1, 2]
+
+
+def test_grpo_config_maps_the_released_run(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        model="qwen2.5-vl-7b", data=tmp_path / "d.jsonl", output_dir=tmp_path / "o", device="cpu"
+    )
+    args = build_grpo_config(cfg)
+    assert args.num_generations == 8 and args.temperature == 1.0 and args.learning_rate == 1e-6
+    assert args.beta == 0.0 and args.epsilon == 0.2 and args.epsilon_high == 0.3
+    assert args.max_completion_length == 4096 and args.weight_decay == 1e-3
+    assert args.reward_weights == [0.9, 0.1, 0.7, 1.0]
+    # 128 prompts x 8 rollouts = 1024 completions = one optimizer step: 8 per pass x 128 accumulation steps
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 1024
+    assert args.lr_scheduler_type == "constant_with_warmup" and args.warmup_steps == 0.05
+    with pytest.raises(StageError, match="split evenly"):
+        build_grpo_config(
+            cfg.model_copy(update={"prompts_per_step": 3, "num_generations": 3, "per_device_batch_size": 2})
+        )
+    with pytest.raises(ValueError, match="vllm-server-url"):
+        TrainConfig(model="m", data=tmp_path, output_dir=tmp_path, vllm="server")
+
+
+def test_rows_put_images_where_the_placeholders_are(tmp_path: Path) -> None:
+    rec = AnnotatedProblem.model_validate(
+        {
+            "id": "a",
+            "question": "Look: <image> and <image>. Find x.",
+            "images": [],
+            "answer": "1",
+            "annotations": ["x"],
+        },
+        context={"check_images": False},
+    )
+    rec = rec.model_copy(update={"images": ["/a.png", "/b.png"]})
+    (row,) = build_rows([rec], "plain")
+    assert row["prompt"][0]["content"] == [
+        {"type": "text", "text": "Look: "},
+        {"type": "image"},
+        {"type": "text", "text": " and "},
+        {"type": "image"},
+        {"type": "text", "text": ". Find x."},
+    ]
+    (row,) = build_rows([rec.model_copy(update={"question": "No placeholder."})], "r1")
+    parts = row["prompt"][0]["content"]
+    assert [p["type"] for p in parts] == ["image", "image", "text"]
+    assert parts[2]["text"].startswith("No placeholder. You FIRST think")
+    assert completion_text([{"role": "assistant", "content": "hi"}]) == "hi"
+
+
+def test_bad_training_data_is_reported_before_anything_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path)
+    with open(data, "a") as fh:
+        fh.write('{"id": "bad", "question": "q", "answer": "1"}\n')
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL]
+    )
+    assert result.exit_code == 1
+    assert f"{data}:7: annotations: required field is missing" in result.output
+    assert not (run / "metrics.jsonl").exists()
