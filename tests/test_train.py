@@ -110,6 +110,48 @@ def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -
     assert state["global_step"] == 4
 
 
+def test_kl_is_logged_when_on(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        *SMALL,
+        "--max-steps",
+        "2",
+        "--beta",
+        "0.04",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    assert all(isinstance(r.get("kl"), float) for r in metrics(run))
+
+
+def test_missing_tracker_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    data = annotated_set(tmp_path)
+    args = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(tmp_path / "r"),
+        "--report-to",
+        "wandb",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "needs the wandb package: pip install wandb" in result.output
+
+
 def test_lora_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)
     run = tmp_path / "run"

@@ -537,6 +537,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from trl import GRPOTrainer
 
     started = time.monotonic()
+    _check_tracker(cfg.report_to)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -604,6 +605,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         num_processes=trainer.accelerator.num_processes,
         distributed_type=str(trainer.accelerator.distributed_type.value),
     )
+
+
+def _check_tracker(report_to: str) -> None:
+    import importlib.util
+
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise StageError(f"--report-to {report_to} needs the {package} package: pip install {package}")
 
 
 def _save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
