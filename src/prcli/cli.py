@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from prcli import __version__
+from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
 from prcli.judge.run import JudgeRunConfig
 from prcli.train import TrainConfig
@@ -44,14 +45,78 @@ def _not_available(command: str, issue: int) -> typer.Exit:
 
 @app.command("annotate")
 @handle_errors
-def annotate_cmd(
-    problems: Annotated[
-        Path, typer.Argument(help="Problem records (JSONL): id, question, images, answer, [cot].")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Annotated records (JSONL) to write or resume.")],
+@config_command(AnnotateConfig, positional=("problems",), short={"out": "-o"})
+def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
+    """Distil and filter CoTs, then extract numbered visual annotations.
+
+    Problems without a `cot` get one from --teacher (up to --samples attempts); only CoTs whose final
+    answer verifies are kept; --extractor turns each into atomic visual facts. Dropped problems and
+    their reasons go to <out>.dropped.jsonl; failed model calls to <out>.failed.jsonl (re-run to retry).
+    """
+    from prcli.annotate.run import run_annotate
+
+    with progress() as bar:
+        task = bar.add_task("annotating", total=None)
+        summary = run_annotate(
+            cfg, on_start=lambda n: bar.update(task, total=n), on_item=lambda: bar.advance(task)
+        )
+    if json_out:
+        print_json(summary.as_dict())
+    else:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.drop_reasons.items())) or "-"
+        console.print(
+            table(
+                f"pr annotate ({cfg.extractor} extractor)",
+                [
+                    "problems in",
+                    "CoTs given",
+                    "CoTs distilled",
+                    "kept",
+                    "dropped",
+                    "failed",
+                    "annotations/problem",
+                    "cache hits",
+                ],
+                [
+                    [
+                        summary.problems,
+                        summary.cot_given,
+                        summary.cot_distilled,
+                        summary.kept,
+                        summary.dropped,
+                        summary.failed,
+                        summary.mean_annotations,
+                        summary.cache_hits,
+                    ]
+                ],
+            )
+        )
+        console.print(f"annotated: [bold]{summary.out}[/]   dropped: {reasons}")
+    if summary.failed:
+        raise fail(
+            f"{summary.failed} problem(s) failed (listed in {summary.failed_path}); run the same command again to retry them"
+        )
+
+
+@app.command("convert")
+@handle_errors
+def convert_cmd(
+    src: Annotated[Path, typer.Argument(help="File to convert (.jsonl or .parquet).")],
+    dst: Annotated[Path, typer.Argument(help="File to write (.jsonl, or .parquet for the released format).")],
+    to: Annotated[
+        str,
+        typer.Option(
+            help="Target format: prcli (our annotated JSONL) or perception-r1 (the released layout)."
+        ),
+    ] = "prcli",
 ) -> None:
-    """Distil and filter CoTs, then extract numbered visual annotations."""
-    raise _not_available("annotate", 5)
+    """Convert between our annotated JSONL and the released Perception-R1 format (parquet or JSONL)."""
+    from prcli.convert import from_perception_r1, to_perception_r1
+
+    if to not in ("prcli", "perception-r1"):
+        raise fail(f"--to must be prcli or perception-r1, got {to!r}", code=2)
+    n = from_perception_r1(src, dst) if to == "prcli" else to_perception_r1(src, dst)
+    console.print(f"{n} record(s) written to [bold]{dst}[/]")
 
 
 @app.command("train")

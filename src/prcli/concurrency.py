@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,3 +56,49 @@ def run_sync(coro: Coroutine[Any, Any, R]) -> R:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+class MicroBatcher(Generic[T, R]):
+    """Gather concurrent `submit()` calls into batches for a blocking batch function.
+
+    `fn(items) -> results` runs in a worker thread, `max_batch` items at a time; items whose
+    `group(item)` differs (e.g. other decoding settings) never share a batch. Works from any event
+    loop (one queue per loop), so a trainer's background loop and `asyncio.run` can both use it.
+    """
+
+    def __init__(
+        self, fn: Callable[[list[T]], list[R]], max_batch: int, group: Callable[[T], Any] | None = None
+    ):
+        self.fn = fn
+        self.max_batch = max_batch
+        self.group = group or (lambda _: None)
+        self._queues: dict[int, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._drains: dict[int, asyncio.Task[None]] = {}
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(id(loop), [])
+        future: asyncio.Future[R] = loop.create_future()
+        queue.append((item, future))
+        drain = self._drains.get(id(loop))
+        if drain is None or drain.done():
+            self._drains[id(loop)] = loop.create_task(self._drain(queue))
+        return await future
+
+    async def _drain(self, queue: list[tuple[T, asyncio.Future[R]]]) -> None:
+        await asyncio.sleep(0)  # let concurrently submitted items join the first batch
+        while queue:
+            key = self.group(queue[0][0])
+            batch = [entry for entry in queue if self.group(entry[0]) == key][: self.max_batch]
+            for entry in batch:
+                queue.remove(entry)
+            try:
+                results = await asyncio.to_thread(self.fn, [item for item, _ in batch])
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from prcli.concurrency import MicroBatcher
 from prcli.models import resolve_model
 
 Message = dict[str, Any]
@@ -114,3 +115,117 @@ class ChatGenerator:
             out = self.model.generate(**inputs, **gen)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+# ----------------------------------------------------------------------------- async, batched, OpenAI-shaped
+
+
+def image_from_url(url: str) -> Any:
+    """A PIL image from a `data:` URL (what the OpenAI-shaped messages carry) or a local path."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    if url.startswith("data:"):
+        payload = url.split(",", 1)[1]
+        return Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB")
+    return Image.open(url.removeprefix("file://")).convert("RGB")
+
+
+def split_images(messages: list[Message]) -> tuple[list[Message], list[Any]]:
+    """OpenAI-style messages -> (messages with `{"type": "image"}` placeholders, their PIL images)."""
+    images: list[Any] = []
+    out: list[Message] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "image_url":
+                    images.append(image_from_url(part["image_url"]["url"]))
+                    parts.append({"type": "image"})
+                else:
+                    parts.append(part)
+            message = {**message, "content": parts}
+        out.append(message)
+    return out, images
+
+
+class LocalChat:
+    """A transformers model behind the same `chat()` as `LLMClient`: async, never raising, and
+    batched: concurrent calls are gathered into `generate()` batches of up to `batch_size`."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        batch_size: int = 8,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ):
+        from prcli.llm import LLMStats
+
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.pixels = (min_pixels, max_pixels)
+        self.stats = LLMStats()
+        self._generator: ChatGenerator | None = None
+        self._batcher = MicroBatcher(
+            self._generate, batch_size, group=lambda r: (r["max_tokens"], r["temperature"], r["seed"])
+        )
+
+    def _generate(self, batch: list[dict[str, Any]]) -> list[str]:
+        if self._generator is None:
+            self._generator = ChatGenerator(
+                self.model, device=self.device, min_pixels=self.pixels[0], max_pixels=self.pixels[1]
+            )
+        first = batch[0]
+        return self._generator.chat(
+            [r["messages"] for r in batch],
+            images=[r["images"] for r in batch] if any(r["images"] for r in batch) else None,
+            max_new_tokens=first["max_tokens"],
+            temperature=first["temperature"],
+            seed=first["seed"],
+        )
+
+    async def chat(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        **_server_only: Any,
+    ) -> Any:
+        from prcli.llm import ChatResult
+
+        self.stats.requests += 1
+        try:
+            plain, images = split_images(messages)
+        except Exception as exc:
+            self.stats.failed += 1
+            return ChatResult(None, error=f"bad image: {type(exc).__name__}: {exc}")
+        request = {
+            "messages": plain,
+            "images": images,
+            "max_tokens": max_tokens or self.max_tokens,
+            "temperature": self.temperature if temperature is None else temperature,
+            "seed": seed,
+        }
+        try:
+            text = await self._batcher.submit(request)
+        except Exception as exc:
+            self.stats.failed += 1
+            return ChatResult(None, error=f"generation failed: {type(exc).__name__}: {exc}", attempts=1)
+        self.stats.succeeded += 1
+        return ChatResult(text, attempts=1)
+
+    async def aclose(self) -> None:
+        return None

@@ -51,6 +51,13 @@ def _resolve_image(value: str, info: ValidationInfo) -> str:
 ImagePath = Annotated[str, AfterValidator(_resolve_image)]
 
 
+def relative_if_inside(path: str, base: str | Path) -> str:
+    """`path` relative to `base` if it lies inside it, else unchanged: moving a run folder never
+    breaks its own images, and a path never climbs out into somewhere else."""
+    rel = os.path.relpath(path, base)
+    return path if rel.startswith(os.pardir) else rel
+
+
 def _nonempty(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -85,13 +92,7 @@ class Problem(Record):
         base = (info.context or {}).get("base_dir")
         if base is None:
             return images
-        # Relative only for images inside the output's folder; anything else stays absolute,
-        # so moving a run folder never breaks its own images and never points into nowhere.
-        out = []
-        for p in images:
-            rel = os.path.relpath(p, base)
-            out.append(p if rel.startswith(os.pardir) else rel)
-        return out
+        return [relative_if_inside(p, base) for p in images]
 
 
 class Provenance(BaseModel):

@@ -237,6 +237,19 @@ class VerifierPool:
         self.close()
 
 
+class AsyncVerifier:
+    """`await verify(prediction, gold)` from many coroutines; calls are batched onto a VerifierPool."""
+
+    def __init__(self, pool: VerifierPool, max_batch: int = 256):
+        from prcli.concurrency import MicroBatcher
+
+        self.pool = pool
+        self._batcher = MicroBatcher(pool.map, max_batch)
+
+    async def verify(self, prediction: str, gold: str) -> bool:
+        return await self._batcher.submit((prediction, gold))
+
+
 _shared: VerifierPool | None = None
 _shared_lock = threading.Lock()
 

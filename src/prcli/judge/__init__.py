@@ -7,6 +7,7 @@ from prcli.judge.core import (
     JudgeItem,
     JudgeStats,
     LexicalJudge,
+    LLMJudge,
     OpenAIJudge,
     build_judge,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "JudgeConfig",
     "JudgeItem",
     "JudgeStats",
+    "LLMJudge",
     "LexicalJudge",
     "OpenAIJudge",
     "build_judge",

@@ -221,19 +221,16 @@ class LexicalJudge(Judge):
         return _Outcome(list(lexical_verdicts(item.annotations, item.response)))
 
 
-class OpenAIJudge(Judge):
-    backend = "openai"
+class LLMJudge(Judge):
+    """A judge that asks an LLM: the official prompt, verdicts parsed from its answer."""
 
-    def __init__(
-        self, config: JudgeConfig, cache: ResultCache | None = None, client: LLMClient | None = None
-    ):
+    def __init__(self, config: JudgeConfig, cache: ResultCache | None = None, client: Any = None):
         super().__init__(config, cache)
-        self.client = client or LLMClient(config.llm_config())
+        self.client = client if client is not None else self._client()
         self._mode: Structured = "vllm" if config.structured == "auto" else config.structured
 
-    @property
-    def model_name(self) -> str | None:
-        return self.config.model or DEFAULT_JUDGE_MODEL
+    def _client(self) -> Any:
+        raise NotImplementedError
 
     def _structured_kwargs(self, mode: Structured, n: int) -> dict[str, Any]:
         if mode == "vllm":
@@ -270,62 +267,38 @@ class OpenAIJudge(Judge):
         return _Outcome(verdicts, result.text)
 
 
-class HFJudge(Judge):
-    """A transformers causal LM in this process, batched: concurrent `judge` calls are gathered into
-    `generate()` batches of up to `batch_size`."""
+class OpenAIJudge(LLMJudge):
+    """Any OpenAI-compatible server; the paper's judge is Qwen2.5-32B-Instruct behind `vllm serve`."""
+
+    backend = "openai"
+
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model or DEFAULT_JUDGE_MODEL
+
+    def _client(self) -> Any:
+        return LLMClient(self.config.llm_config())
+
+
+class HFJudge(LLMJudge):
+    """A transformers model in this process, batched (`batch_size` answers per `generate()`)."""
 
     backend = "hf"
 
-    def __init__(self, config: JudgeConfig, cache: ResultCache | None = None):
+    def __init__(self, config: JudgeConfig, cache: ResultCache | None = None, client: Any = None):
         if not config.model:
-            raise ValueError("the hf judge needs --judge-model (an alias, hub id or local path)")
-        super().__init__(config, cache)
-        self._generator: Any = None
-        self._queues: dict[int, list[tuple[list[dict[str, str]], asyncio.Future[str]]]] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
+            raise ValueError("the hf judge needs a model (an alias, hub id or local path)")
+        super().__init__(config.model_copy(update={"structured": "off"}), cache, client)
 
-    def _generate(self, batch: list[list[dict[str, str]]]) -> list[str]:
-        from prcli.generation import ChatGenerator
+    def _client(self) -> Any:
+        from prcli.generation import LocalChat
 
-        if self._generator is None:
-            self._generator = ChatGenerator(self.config.model or "", device=self.config.device)
-        return self._generator.chat(batch, max_new_tokens=self.config.max_tokens)
-
-    async def _submit(self, messages: list[dict[str, str]]) -> str:
-        loop = asyncio.get_running_loop()
-        queue = self._queues.setdefault(id(loop), [])
-        fut: asyncio.Future[str] = loop.create_future()
-        queue.append((messages, fut))
-        worker = self._workers.get(id(loop))
-        if worker is None or worker.done():
-            self._workers[id(loop)] = loop.create_task(self._drain(queue))
-        return await fut
-
-    async def _drain(self, queue: list[tuple[list[dict[str, str]], asyncio.Future[str]]]) -> None:
-        await asyncio.sleep(0)  # let concurrently submitted requests join the first batch
-        while queue:
-            batch = queue[: self.config.batch_size]
-            del queue[: self.config.batch_size]
-            try:
-                texts = await asyncio.to_thread(self._generate, [m for m, _ in batch])
-            except Exception as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), text in zip(batch, texts, strict=True):
-                if not fut.done():
-                    fut.set_result(text)
-
-    async def _judge_one(self, item: JudgeItem) -> _Outcome:
-        n = len(item.annotations)
-        try:
-            text = await self._submit(build_messages(item.annotations, item.response))
-        except Exception as exc:
-            return _Outcome(None, None, f"generation failed: {type(exc).__name__}: {exc}")
-        verdicts, found = parse_verdicts(text, n)
-        self._count_incomplete(found, n)
-        return _Outcome(verdicts, text)
+        return LocalChat(
+            self.config.model or "",
+            device=self.config.device,
+            batch_size=self.config.batch_size,
+            max_tokens=self.config.max_tokens,
+        )
 
 
 def build_judge(config: JudgeConfig, cache: ResultCache | None = None) -> Judge:

@@ -1,0 +1,408 @@
+"""`pr annotate`: problems -> verified chains of thought -> numbered visual annotations.
+
+Per problem: take its `cot` or distil one from a teacher MLLM (up to `samples` attempts), keep it
+only if its final answer verifies against `answer` (the accuracy reward's verifier), then extract
+atomic visual annotations with an LLM or the `rules` extractor. Kept problems go to `out`; problems
+dropped for a reason (wrong CoTs, no CoT, nothing extracted) go to `<out>.dropped.jsonl` with that
+reason; problems whose model calls failed go to `<out>.failed.jsonl` and are retried by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from prcli.annotate.extract import clean_annotations, parse_annotations, rules_annotations
+from prcli.annotate.prompts import (
+    EXTRACT_PROMPT_VERSION,
+    TEACHER_PROMPT_VERSION,
+    annotations_schema,
+    extract_messages,
+    teacher_text,
+)
+from prcli.cache import ResultCache, cache_key
+from prcli.concurrency import ordered_window, run_sync
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
+from prcli.images import file_digest, image_message
+from prcli.jsonl import ResumableJsonl, check_jsonl, rejected_path_for, reorder_jsonl, write_jsonl_atomic
+from prcli.llm import LLMClient, LLMConfig
+from prcli.records import AnnotatedProblem, Problem, Provenance
+from prcli.rewards import answer_content
+from prcli.runs import check_same_settings, sibling
+from prcli.verify import AsyncVerifier, VerifierPool
+
+Extractor = Literal["rules", "openai", "hf"]
+Teacher = Literal["none", "openai", "hf"]
+DEFAULT_EXTRACTOR_MODEL = "Qwen/Qwen2.5-32B-Instruct"
+
+
+class AnnotateConfig(StageConfig):
+    problems: Path = Field(description="Problem records (JSONL): id, question, images, answer, [cot].")
+    out: Path = Field(description="Annotated records (JSONL) to write, or to resume.")
+    extractor: Extractor = Field(
+        "rules",
+        description="rules (no model: the CoT's visual-fact clauses), openai (a server) or hf (in-process).",
+    )
+    extractor_model: str | None = Field(
+        None,
+        description=f"Extractor LLM (openai: served name, default {DEFAULT_EXTRACTOR_MODEL}; hf: alias/path).",
+    )
+    extractor_base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="Extractor server URL, ending in /v1."
+    )
+    extractor_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with its API key.")
+    structured: Literal["auto", "vllm", "json", "off"] = Field(
+        "auto",
+        description="Constrain the extractor to a JSON list: auto (vLLM, else free text), vllm, json, off.",
+    )
+    teacher: Teacher = Field(
+        "none",
+        description="Who writes missing CoTs: none (such problems are dropped), openai or hf (an MLLM).",
+    )
+    teacher_model: str | None = Field(None, description="Teacher MLLM (served name, or alias/path for hf).")
+    teacher_base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="Teacher server URL, ending in /v1."
+    )
+    teacher_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with its API key.")
+    samples: int = Field(1, ge=1, description="Teacher attempts per problem until one CoT verifies.")
+    teacher_temperature: float = Field(0.7, ge=0, description="Sampling temperature of the teacher.")
+    teacher_max_tokens: int = Field(4096, ge=1, description="Longest teacher CoT, in tokens.")
+    filter: bool = Field(True, description="Keep only CoTs whose final answer verifies against the answer.")
+    max_annotations: int = Field(12, ge=1, description="Keep at most this many annotations per problem.")
+    max_annotation_chars: int = Field(200, ge=10, description="Drop annotations longer than this.")
+    concurrency: int = Field(32, ge=1, description="Model requests in flight at most (per role).")
+    timeout: float = Field(180.0, gt=0, description="Seconds per request attempt.")
+    max_retries: int = Field(3, ge=0, description="Retries of a failed request (exponential backoff).")
+    accuracy_timeout: float = Field(5.0, gt=0, description="Seconds per answer verification.")
+    cache: bool = Field(True, description="Reuse teacher and extractor answers from the persistent cache.")
+    cache_dir: Path | None = Field(
+        None, description="Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli)."
+    )
+    batch_size: int = Field(4, ge=1, description="hf backends: requests per generate() batch.")
+    device: str = Field("auto", description="hf backends: torch device.")
+    skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
+    overwrite: bool = Field(False, description=OVERWRITE_HELP)
+
+    def client_config(self, role: Literal["teacher", "extractor"]) -> LLMConfig:
+        model = self.teacher_model if role == "teacher" else self.extractor_model
+        return LLMConfig(
+            base_url=self.teacher_base_url if role == "teacher" else self.extractor_base_url,
+            model=model or ("" if role == "teacher" else DEFAULT_EXTRACTOR_MODEL),
+            api_key_env=self.teacher_api_key_env if role == "teacher" else self.extractor_api_key_env,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_tokens=self.teacher_max_tokens if role == "teacher" else 1024,
+        )
+
+
+RESULT_KEYS = (
+    "extractor",
+    "extractor_model",
+    "teacher",
+    "teacher_model",
+    "samples",
+    "filter",
+    "max_annotations",
+)
+
+
+@dataclass
+class _Outcome:
+    status: Literal["kept", "dropped", "failed"]
+    record: dict[str, Any]
+
+
+@dataclass
+class AnnotateSummary:
+    out: Path
+    problems: int
+    already_done: int
+    kept: int
+    dropped: int
+    failed: int
+    rejected: int
+    cot_given: int
+    cot_distilled: int
+    mean_annotations: float | None
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    seconds: float = 0.0
+    dropped_path: Path | None = None
+    failed_path: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def _chat_backend(kind: str, cfg: AnnotateConfig, role: Literal["teacher", "extractor"]) -> Any:
+    if kind == "openai":
+        return LLMClient(cfg.client_config(role))
+    from prcli.generation import LocalChat
+
+    model = cfg.teacher_model if role == "teacher" else cfg.extractor_model
+    if not model:
+        raise ValueError(f"the hf {role} needs --{role}-model")
+    return LocalChat(model, device=cfg.device, batch_size=cfg.batch_size)
+
+
+class Annotator:
+    """The per-problem pipeline; one instance per run (holds clients, cache, verifier, counters)."""
+
+    def __init__(self, cfg: AnnotateConfig, verifier: AsyncVerifier, cache: ResultCache | None):
+        self.cfg = cfg
+        self.verifier = verifier
+        self.cache = cache
+        self.teacher = _chat_backend(cfg.teacher, cfg, "teacher") if cfg.teacher != "none" else None
+        self.extractor = _chat_backend(cfg.extractor, cfg, "extractor") if cfg.extractor != "rules" else None
+        self._structured = cfg.structured if cfg.extractor == "openai" else "off"
+        if self._structured == "auto":
+            self._structured = "vllm"
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def teacher_name(self) -> str | None:
+        return (
+            None
+            if self.teacher is None
+            else (self.cfg.teacher_model or self.cfg.client_config("teacher").model)
+        )
+
+    @property
+    def extractor_name(self) -> str:
+        if self.cfg.extractor == "rules":
+            return "rules"
+        return self.cfg.extractor_model or DEFAULT_EXTRACTOR_MODEL
+
+    async def _cached_chat(
+        self, backend: Any, key: str, messages: list[dict[str, Any]], **kw: Any
+    ) -> tuple[str | None, str | None]:
+        """(text, error); a cached answer costs no call, failures are never cached."""
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.counts["cache_hits"] += 1
+                return hit["text"], None
+        result = await backend.chat(messages, **kw)
+        if not result.ok:
+            return None, result.error
+        if self.cache is not None:
+            self.cache.put(key, {"text": result.text})
+        return result.text, None
+
+    async def _correct(self, cot: str, answer: str) -> bool:
+        return await self.verifier.verify(answer_content(cot), answer)
+
+    async def _cot(self, problem: Problem) -> tuple[str | None, str, int, str | None]:
+        """(verified cot or None, source, attempts, why not): source is given/teacher."""
+        if problem.cot is not None:
+            if not self.cfg.filter or await self._correct(problem.cot, problem.answer):
+                return problem.cot, "given", 0, None
+            return None, "given", 0, "wrong_answer"
+        if self.teacher is None:
+            return None, "none", 0, "no_cot"
+        text = teacher_text(problem.question)
+        messages = image_message(text, list(problem.images))
+        errors, wrong = [], 0
+        for attempt in range(self.cfg.samples):
+            key = cache_key(
+                role="teacher",
+                backend=self.cfg.teacher,
+                model=self.teacher_name,
+                prompt_version=TEACHER_PROMPT_VERSION,
+                text=text,
+                images=[file_digest(p) for p in problem.images],
+                temperature=self.cfg.teacher_temperature,
+                max_tokens=self.cfg.teacher_max_tokens,
+                attempt=attempt,
+            )
+            cot, error = await self._cached_chat(
+                self.teacher,
+                key,
+                messages,
+                temperature=self.cfg.teacher_temperature,
+                max_tokens=self.cfg.teacher_max_tokens,
+                seed=attempt,
+            )
+            if cot is None:
+                errors.append(error or "no answer")
+                continue
+            if not self.cfg.filter or await self._correct(cot, problem.answer):
+                return cot, "teacher", attempt + 1, None
+            wrong += 1
+        if wrong:
+            return None, "teacher", self.cfg.samples, "wrong_answer"
+        return None, "teacher", self.cfg.samples, "teacher failed: " + "; ".join(dict.fromkeys(errors))
+
+    async def _annotations(self, problem: Problem, cot: str) -> tuple[list[str] | None, str | None]:
+        limits = {"max_items": self.cfg.max_annotations, "max_chars": self.cfg.max_annotation_chars}
+        if self.extractor is None:
+            return rules_annotations(cot, **limits), None
+        messages = extract_messages(problem.question, cot)
+        key = cache_key(
+            role="extractor",
+            backend=self.cfg.extractor,
+            model=self.extractor_name,
+            prompt_version=EXTRACT_PROMPT_VERSION,
+            question=problem.question,
+            cot=cot,
+            structured=self.cfg.structured,
+        )
+        kwargs: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
+        schema = annotations_schema(self.cfg.max_annotations, self.cfg.max_annotation_chars)
+        if self._structured == "vllm":
+            kwargs["extra_body"] = {"structured_outputs": {"json": schema}}
+        elif self._structured == "json":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "annotations", "schema": schema, "strict": True},
+            }
+        text, error = await self._cached_chat(self.extractor, key, messages, **kwargs)
+        if (
+            text is None
+            and self.cfg.structured == "auto"
+            and self._structured != "off"
+            and error
+            and (error.startswith("HTTP 400") or error.startswith("HTTP 422"))
+        ):
+            self._structured = "off"  # the server does not take vLLM's field: parse free text from now on
+            kwargs.pop("extra_body", None)
+            text, error = await self._cached_chat(self.extractor, key, messages, **kwargs)
+        if text is None:
+            return None, error
+        return clean_annotations(parse_annotations(text), **limits), None
+
+    async def process(self, problem: Problem) -> _Outcome:
+        base = problem.model_dump(mode="python")
+        cot, source, attempts, why = await self._cot(problem)
+        self.counts[f"cot_{source}"] += 1
+        if cot is None:
+            assert why is not None
+            if why.startswith("teacher failed"):
+                return _Outcome("failed", {"id": problem.id, "stage": "teacher", "error": why})
+            return _Outcome(
+                "dropped", {"id": problem.id, "reason": why, "cot_source": source, "attempts": attempts}
+            )
+        annotations, error = await self._annotations(problem, cot)
+        if annotations is None:
+            return _Outcome("failed", {"id": problem.id, "stage": "extractor", "error": error})
+        if not annotations:
+            return _Outcome(
+                "dropped", {"id": problem.id, "reason": "no_annotations", "cot_source": source, "cot": cot}
+            )
+        provenance = Provenance(
+            teacher=self.teacher_name if source == "teacher" else None,
+            extractor=self.extractor_name,
+            prompt_version=EXTRACT_PROMPT_VERSION,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            cot_source=source,
+            teacher_prompt_version=TEACHER_PROMPT_VERSION if source == "teacher" else None,
+            teacher_attempts=attempts or None,
+        )
+        record = {**base, "cot": cot, "annotations": annotations, "provenance": provenance.model_dump()}
+        return _Outcome("kept", record)
+
+
+def run_annotate(
+    cfg: AnnotateConfig,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_item: Callable[[], None] | None = None,
+) -> AnnotateSummary:
+    started = time.monotonic()
+    problems = check_jsonl(
+        cfg.problems, Problem, skip_invalid=cfg.skip_invalid, rejected_path=rejected_path_for(cfg.out)
+    )
+    check_same_settings(cfg.out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
+    save_config(
+        cfg,
+        sibling(cfg.out, ".config.yaml"),
+        extra={
+            "teacher_prompt_version": TEACHER_PROMPT_VERSION,
+            "extract_prompt_version": EXTRACT_PROMPT_VERSION,
+        },
+    )
+    cache = None
+    if cfg.cache and (cfg.teacher != "none" or cfg.extractor != "rules"):
+        cache = ResultCache(cfg.cache_dir / "results.sqlite" if cfg.cache_dir else None)
+    dropped_path, failed_path = sibling(cfg.out, ".dropped.jsonl"), sibling(cfg.out, ".failed.jsonl")
+    failed: list[dict[str, Any]] = []
+    pool = VerifierPool(timeout=cfg.accuracy_timeout)
+    try:
+        annotator = Annotator(cfg, AsyncVerifier(pool), cache)
+        with (
+            ResumableJsonl(cfg.out, overwrite=cfg.overwrite) as kept_out,
+            ResumableJsonl(dropped_path, overwrite=cfg.overwrite) as dropped_out,
+        ):
+            done = kept_out.done | dropped_out.done
+            todo = [p for p in problems if p.id not in done]
+            if on_start:
+                on_start(len(todo))
+
+            async def annotate_all() -> None:
+                async for outcome in ordered_window(todo, annotator.process, 4 * cfg.concurrency):
+                    if outcome.status == "kept":
+                        kept_out.write(
+                            AnnotatedProblem.model_validate(outcome.record, context={"check_images": False})
+                        )
+                    elif outcome.status == "dropped":
+                        dropped_out.write(outcome.record)
+                    else:
+                        failed.append(outcome.record)
+                    if on_item:
+                        on_item()
+
+            run_sync(annotate_all())
+            already = len(done)
+    finally:
+        pool.close()
+        if cache is not None:
+            cache.close()
+    if failed:
+        write_jsonl_atomic(failed_path, failed)
+    else:
+        failed_path.unlink(missing_ok=True)
+        order = [p.id for p in problems]
+        reorder_jsonl(cfg.out, order)
+        reorder_jsonl(dropped_path, order)
+    kept_rows = check_jsonl(
+        cfg.out, AnnotatedProblem, allow_empty=True, context={"check_images": False}, key=None
+    )
+    n_kept, n_annotations = 0, 0
+    for rec in kept_rows:
+        n_kept += 1
+        n_annotations += len(rec.annotations)
+    reasons = Counter(_drop_reasons(dropped_path))
+    return AnnotateSummary(
+        out=cfg.out,
+        problems=len(problems),
+        already_done=already,
+        kept=n_kept,
+        dropped=sum(reasons.values()),
+        failed=len(failed),
+        rejected=problems.n_rejected,
+        cot_given=annotator.counts["cot_given"],
+        cot_distilled=annotator.counts["cot_teacher"],
+        mean_annotations=n_annotations / n_kept if n_kept else None,
+        drop_reasons=dict(reasons),
+        cache_hits=annotator.counts["cache_hits"],
+        seconds=time.monotonic() - started,
+        dropped_path=dropped_path if reasons else None,
+        failed_path=failed_path if failed else None,
+    )
+
+
+def _drop_reasons(path: Path) -> list[str]:
+    import json
+
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line)["reason"] for line in fh]
