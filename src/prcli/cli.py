@@ -10,6 +10,7 @@ import typer
 from prcli import __version__
 from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
+from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
 from prcli.train import TrainConfig
 from prcli.ui import console, fail, handle_errors, print_json, progress, table
@@ -218,12 +219,41 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
 
 @app.command("eval")
 @handle_errors
-def eval_cmd(
-    bench: Annotated[str, typer.Option("--bench", "-b", help="Benchmark name.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: items.jsonl and summary.json.")],
-) -> None:
-    """Evaluate a model (or saved predictions) on a benchmark with its official scoring."""
-    raise _not_available("eval", 6)
+@config_command(EvalConfig, short={"bench": "-b", "out": "-o", "model": "-m"})
+def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
+    """Evaluate a model (or saved predictions) on a benchmark with its official scoring.
+
+    Writes OUT/items.jsonl (one scored item per line; what `pr mcnemar` compares) and
+    OUT/summary.json (accuracy 0-100, per-category breakdowns, special aggregates). Resumes.
+    """
+    from prcli.eval.run import run_eval
+
+    with progress() as bar:
+        task = bar.add_task(f"{cfg.bench}", total=None)
+        result = run_eval(
+            cfg, on_start=lambda n: bar.update(task, total=n), on_item=lambda k: bar.advance(task, k)
+        )
+    summary = result.summary
+    if json_out:
+        print_json(summary)
+    else:
+        rows = [["overall", "", summary["accuracy"], summary["correct"], summary["n"]]]
+        for field, values in summary["breakdown"].items():
+            for value, cell in list(values.items())[:12]:
+                rows.append([field, value, cell["accuracy"], cell["correct"], cell["total"]])
+        console.print(
+            table(f"pr eval {summary['title']}", ["breakdown", "value", "accuracy", "correct", "total"], rows)
+        )
+        for key in ("settings", "four_dimensional", "text_only"):
+            if key in summary:
+                console.print(f"{key}: {summary[key]}")
+        console.print(f"items: [bold]{cfg.out / 'items.jsonl'}[/]   summary: {cfg.out / 'summary.json'}")
+        if result.missing_predictions:
+            console.print(f"[yellow]{result.missing_predictions} item(s) had no prediction[/]")
+    if result.failed:
+        raise fail(
+            f"{result.failed} generation(s) failed (listed in {cfg.out / 'failed.jsonl'}); run again to retry them"
+        )
 
 
 @app.command("mcnemar")

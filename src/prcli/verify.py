@@ -1,27 +1,18 @@
 """Answer verification with math-verify, isolated in worker processes under a hard timeout.
 
-`math_equal` is the pure comparison. `VerifierPool` runs it in a few worker processes: sympy can
-hang on pathological LaTeX (towers of exponents, huge factorials) inside C code where no signal
-reaches it, so the only safe timeout is to kill the worker. A timed-out item counts as not equal;
-the worker is replaced and the pool goes on. Workers also give throughput on several cores.
+`math_equal` is the pure comparison; `VerifierPool` runs it in sandboxed workers (`prcli.sandbox`),
+where a timed-out item counts as not equal and the worker is replaced.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from multiprocessing.connection import wait
+
+from prcli.sandbox import SandboxPool
 
 _LETTER = re.compile(r"^\(?([A-Z])\)?\.?$")
 # We enforce timeouts ourselves (by killing workers); silence math-verify's note that its own are off.
@@ -85,156 +76,18 @@ def math_equal(prediction: str, gold: str) -> bool:
         return False
 
 
-# ----------------------------------------------------------------------------- worker pool
+# ----------------------------------------------------------------------------- in worker processes
 
 
-def _worker_main() -> None:
-    """`python -m prcli.verify`: read JSON tasks on stdin, answer JSON lines on stdout."""
-    import math_verify  # noqa: F401  (imported before announcing readiness)
-
-    out = sys.stdout
-    out.write('{"ready": true}\n')
-    out.flush()
-    for line in sys.stdin:
-        task = json.loads(line)
-        out.write(json.dumps({"key": task["key"], "ok": math_equal(task["prediction"], task["gold"])}) + "\n")
-        out.flush()
-
-
-@dataclass(eq=False)
-class _Worker:
-    process: subprocess.Popen[str]
-    ready: bool = False
-    task: tuple[int, str, str] | None = None
-    started: float = 0.0
-
-
-@dataclass
-class PoolStats:
-    verified: int = 0
-    timeouts: int = 0
-    restarts: int = 0
-
-
-def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 2)))
-
-
-class VerifierPool:
-    """A few long-lived worker processes that verify (prediction, gold) pairs under a timeout.
-
-    Workers are separate interpreters (`python -m prcli.verify`), so they never re-run the caller's
-    script and never inherit its threads or GPU state. The timeout counts from when a ready worker
-    receives the item. Thread-safe: concurrent `map` calls are serialised.
-    """
-
-    def __init__(self, workers: int | None = None, timeout: float = 5.0):
-        self.n_workers = workers or default_workers()
-        self.timeout = timeout
-        self.stats = PoolStats()
-        self._workers: list[_Worker] = []
-        self._lock = threading.Lock()
-
-    def _spawn(self) -> _Worker:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prcli.verify"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            env=env,
-        )
-        return _Worker(proc)
-
-    def _kill(self, worker: _Worker) -> None:
-        worker.process.kill()
-        worker.process.wait(timeout=5)
-        for stream in (worker.process.stdin, worker.process.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]
+class VerifierPool(SandboxPool):
+    """`math_equal` in sandboxed worker processes: sympy can hang on pathological LaTeX inside C code
+    where no signal reaches it, so the only safe timeout is to kill the worker."""
 
     def map(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """Verify each (prediction, gold); an item past the timeout is False."""
-        if not pairs:
-            return []
-        with self._lock:
-            while len(self._workers) < self.n_workers:
-                self._workers.append(self._spawn())
-            results: list[bool] = [False] * len(pairs)
-            queue = deque((i, p, g) for i, (p, g) in enumerate(pairs))
-            while queue or any(w.task is not None for w in self._workers):
-                for worker in self._workers:
-                    if worker.ready and worker.task is None and queue:
-                        self._send(worker, queue.popleft(), queue)
-                busy = [w for w in self._workers if w.task is not None]
-                deadline = min((w.started + self.timeout for w in busy), default=time.monotonic() + 0.5)
-                streams = {w.process.stdout: w for w in self._workers if w.task is not None or not w.ready}
-                for stream in wait(list(streams), timeout=max(0.0, deadline - time.monotonic())):
-                    self._receive(streams[stream], results, queue)  # type: ignore[index]
-                now = time.monotonic()
-                for worker in list(self._workers):
-                    if worker.task is not None and now - worker.started >= self.timeout:
-                        self.stats.timeouts += 1
-                        worker.task = None
-                        self._replace(worker)
-            return results
-
-    def _send(self, worker: _Worker, task: tuple[int, str, str], queue: deque[tuple[int, str, str]]) -> None:
-        key, prediction, gold = task
-        try:
-            worker.process.stdin.write(
-                json.dumps({"key": key, "prediction": prediction, "gold": gold}) + "\n"
-            )  # type: ignore[union-attr]
-            worker.process.stdin.flush()  # type: ignore[union-attr]
-        except (BrokenPipeError, OSError):  # died while idle: replace it and put the task back
-            queue.appendleft(task)
-            self._replace(worker)
-            return
-        worker.task = task
-        worker.started = time.monotonic()
-
-    def _receive(self, worker: _Worker, results: list[bool], queue: deque[tuple[int, str, str]]) -> None:
-        line = worker.process.stdout.readline()  # type: ignore[union-attr]
-        if not line:  # the worker died (e.g. out of memory): its item counts as False
-            if worker.task is not None:
-                self.stats.timeouts += 1
-                worker.task = None
-            self._replace(worker)
-            return
-        msg = json.loads(line)
-        if msg.get("ready"):
-            worker.ready = True
-            return
-        results[msg["key"]] = bool(msg["ok"])
-        self.stats.verified += 1
-        worker.task = None
-
-    def _replace(self, worker: _Worker) -> None:
-        self._kill(worker)
-        self.stats.restarts += 1
-        self._workers[self._workers.index(worker)] = self._spawn()
-
-    def close(self) -> None:
-        for w in self._workers:
-            with contextlib.suppress(OSError):
-                w.process.stdin.close()  # type: ignore[union-attr]
-        for w in self._workers:
-            try:
-                w.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                w.process.kill()
-                w.process.wait()
-            with contextlib.suppress(OSError):
-                w.process.stdout.close()  # type: ignore[union-attr]
-        self._workers = []
-
-    def __enter__(self) -> VerifierPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return [
+            bool(r) for r in self.call("prcli.verify:math_equal", [list(p) for p in pairs], default=False)
+        ]
 
 
 class AsyncVerifier:
@@ -263,7 +116,3 @@ def shared_pool(timeout: float = 5.0) -> VerifierPool:
             atexit.register(_shared.close)
         _shared.timeout = timeout
         return _shared
-
-
-if __name__ == "__main__":
-    _worker_main()

@@ -1,0 +1,85 @@
+"""MMMU-Pro: standard (10 options) + vision (MMMU/MMMU_Pro; benchmarks.md section 7).
+
+Official scoring (`mmmu-pro/evaluate.py`): a unique option letter after the last "Answer:", else
+MMMU's parser with the `X ` and `X.` tests (and its random fallback, here seeded per item).
+Options can number up to 12, so letters come from the option count. Overall = mean of the two
+settings' accuracies (not pooled). Item ids are `<id>:standard10` or `<id>:vision`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, accuracy_table, literal_list, pct
+from prcli.eval.mmmu import DISCIPLINE, score_mmmu_style
+
+SETTINGS = {"standard (10 options)": "standard10", "vision": "vision"}
+COT_SUFFIX = (
+    "Answer the preceding multiple choice question. The last line of your response should be of the following "
+    "format: 'Answer: $LETTER' (without quotes) where LETTER is one of options. Think step by step before answering."
+)
+VISION_COT = (
+    "Write out the multiple-choice question in the image and then solve it. The last line of your response should "
+    "be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options. Think step by "
+    "step before answering."
+)
+
+
+class MMMUPro(Benchmark):
+    name = "mmmu_pro"
+    title = "MMMU-Pro (standard 10 options + vision)"
+    hub = Hub("MMMU/MMMU_Pro", tuple(SETTINGS), "test", ("image", *(f"image_{i}" for i in range(1, 8))))
+    breakdown_fields: ClassVar[tuple[str, ...]] = ("setting", "discipline", "subject", "topic_difficulty")
+    placeholder = r"<image (\d+)>"
+
+    def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:
+        setting = SETTINGS.get(
+            config or "",
+            row.get("setting") or ("vision" if "image" in row and "question" not in row else "standard10"),
+        )
+        options = [str(o) for o in literal_list(row.get("options"))]
+        images = [row.get("image")] if setting == "vision" else [row.get(f"image_{i}") for i in range(1, 8)]
+        subject = row.get("subject") or ""
+        return Sample(
+            id=f"{row['id']}:{setting}",
+            question=row.get("question", ""),
+            images=images,
+            answer=str(row["answer"]),
+            choices=options,
+            fields={
+                "setting": setting,
+                "subject": subject,
+                "discipline": DISCIPLINE.get(subject.replace(" ", "_")),
+                "topic_difficulty": row.get("topic_difficulty"),
+                "native_id": str(row["id"]),
+            },
+            raw={"question_type": "multiple-choice", "setting": setting},
+        )
+
+    def question_text(self, sample: Sample) -> str:
+        if sample.raw["setting"] == "vision":
+            return "Answer the multiple-choice question shown in the image."
+        options = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(sample.choices or []))
+        return f"{sample.question}\n{options}"
+
+    def official_prompt(self, sample: Sample) -> str:
+        if sample.raw["setting"] == "vision":
+            return VISION_COT
+        return f"{self.question_text(sample)}\n{COT_SUFFIX}"
+
+    def score_input(self, sample: Sample) -> dict[str, Any]:
+        return {"id": sample.id, "answer": sample.answer, "choices": sample.choices, **sample.raw}
+
+    @staticmethod
+    def score(task: dict[str, Any], response: str) -> dict[str, Any]:
+        return score_mmmu_style(task, response if isinstance(response, str) else "", pro=True)
+
+    def aggregate(self, items: Any) -> dict[str, Any]:
+        items = list(items)
+        summary = super().aggregate(items)
+        settings = summary["breakdown"].get("setting", {})
+        if settings:  # MMMU-Pro (overall) is the mean of the settings, not the pooled accuracy
+            summary["accuracy"] = round(sum(v["accuracy"] for v in settings.values()) / len(settings), 2)
+            summary["settings"] = {k: v["accuracy"] for k, v in settings.items()}
+            summary["pooled_accuracy"] = pct(*accuracy_table(items, ())[:2])
+        return summary

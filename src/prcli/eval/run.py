@@ -1,0 +1,447 @@
+"""`pr eval`: generate (or read saved responses), score with the benchmark's official rules, aggregate.
+
+Outputs in the folder `out`: `items.jsonl` (one scored item per line, appended and resumable),
+`summary.json` (overall accuracy, breakdowns, special aggregates, and how it was produced),
+`config.yaml`, and `failed.jsonl` for generations that failed (retried by the next run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from prcli.concurrency import run_sync
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
+from prcli.errors import StageError
+from prcli.eval import get_benchmark
+from prcli.eval.base import Benchmark, Sample
+from prcli.jsonl import (
+    InputError,
+    LineProblem,
+    ResumableJsonl,
+    check_jsonl,
+    iter_raw_lines,
+    rejected_path_for,
+    reorder_jsonl,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from prcli.llm import LLMClient, LLMConfig
+from prcli.models import resolve_model
+from prcli.records import Prediction
+from prcli.runs import check_same_settings
+from prcli.sandbox import SandboxPool
+
+Backend = Literal["hf", "openai", "vllm"]
+Style = Literal["official", "r1", "cot"]
+CORE_FIELDS = ("id", "correct", "response", "extracted", "prediction", "answer", "method")
+
+
+class EvalConfig(StageConfig):
+    bench: str = Field(
+        description="mathvista, mathverse, mathvision, wemath, mmmu, mmmu_pro, mmstar, emma or local."
+    )
+    out: Path = Field(description="Output folder: items.jsonl, summary.json, config.yaml.")
+    model: str | None = Field(
+        None, description="Model to evaluate: alias, hub id, local path, or the server's model name."
+    )
+    data: Path | None = Field(
+        None, description="Local copy of the benchmark (native dump or normalised JSONL); default: the hub."
+    )
+    predictions: Path | None = Field(
+        None,
+        description='Score saved responses instead of generating: JSONL of {"id", "response"} (or a JSON id->response map).',
+    )
+    backend: Backend = Field(
+        "hf", description="Generation backend: hf (transformers, batched), openai (a server) or vllm (GPU)."
+    )
+    prompt_style: Style = Field(
+        "official",
+        description="official (the benchmark's own), r1 (Perception-R1's think/answer/boxed suffix) or cot.",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="openai backend: server URL, ending in /v1."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai backend: environment variable with the API key."
+    )
+    concurrency: int = Field(16, ge=1, description="openai backend: requests in flight at most.")
+    timeout: float = Field(600.0, gt=0, description="openai backend: seconds per request attempt.")
+    max_retries: int = Field(3, ge=0, description="openai backend: retries of a failed request.")
+    batch_size: int = Field(8, ge=1, description="hf and vllm backends: prompts per generation batch.")
+    max_new_tokens: int = Field(4096, ge=1, description="Longest response, in tokens (Perception-R1: 4096).")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0: greedy, the default).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (only with temperature > 0).")
+    seed: int = Field(0, description="Sampling seed.")
+    min_pixels: int | None = Field(
+        None, description="Smallest image area after resizing (default: the processor's)."
+    )
+    max_pixels: int | None = Field(
+        None, description="Largest image area after resizing (default: the processor's)."
+    )
+    device: str = Field("auto", description="hf backend: torch device.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm backend: tensor parallel size.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm backend: GPU memory share.")
+    max_model_len: int | None = Field(None, description="vllm backend: context length.")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N items.")
+    answer_judge: bool = Field(
+        False, description="Ask an LLM to decide the items the rules cannot (no answer marked)."
+    )
+    answer_judge_model: str = Field(
+        "Qwen/Qwen2.5-72B-Instruct", description="Answer judge: the server's model name."
+    )
+    answer_judge_base_url: str = Field("http://127.0.0.1:8000/v1", description="Answer judge: server URL.")
+    answer_judge_api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Answer judge: environment variable with the key."
+    )
+    score_timeout: float = Field(
+        10.0, gt=0, description="Seconds per item for sympy-based scoring (timeout: wrong)."
+    )
+    skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
+    overwrite: bool = Field(False, description=OVERWRITE_HELP)
+
+    @model_validator(mode="after")
+    def _needs_a_source(self) -> EvalConfig:
+        if self.model is None and self.predictions is None:
+            raise ValueError("give --model (to generate) or --predictions (to score saved responses)")
+        return self
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+        }
+
+
+RESULT_KEYS = (
+    "bench",
+    "model",
+    "data",
+    "predictions",
+    "backend",
+    "prompt_style",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "min_pixels",
+    "max_pixels",
+    "answer_judge",
+    "answer_judge_model",
+)
+
+
+@dataclass
+class EvalSummary:
+    out: Path
+    summary: dict[str, Any]
+    written: int
+    already_done: int
+    failed: int
+    missing_predictions: int
+    seconds: float
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+class PredictionIndex:
+    """Saved responses by id without holding them in memory: byte offsets into the file."""
+
+    def __init__(self, path: Path, skip_invalid: bool, rejected: Path):
+        self.path = path
+        self.offsets: dict[str, tuple[int, int]] = {}
+        self.json_map: dict[str, str] | None = None
+        if path.suffix == ".json":  # {id: response} (e.g. MMMU's example outputs) or [{"id", "response"}]
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            rows = obj.items() if isinstance(obj, dict) else ((r.get("id"), r.get("response")) for r in obj)
+            self.json_map = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in rows}
+            return
+        checked = check_jsonl(path, Prediction, skip_invalid=skip_invalid, rejected_path=rejected)
+        bad = checked.rejected_lines
+        pos = 0
+        for lineno, raw in iter_raw_lines(path):
+            length = len(raw or b"")
+            if raw is not None and raw.strip() and lineno not in bad:
+                self.offsets[str(json.loads(raw)["id"])] = (pos, length)
+            pos += length
+
+    def get(self, item_id: str) -> str | None:
+        if self.json_map is not None:
+            return self.json_map.get(item_id)
+        where = self.offsets.get(item_id)
+        if where is None:
+            return None
+        with open(self.path, "rb") as fh:
+            fh.seek(where[0])
+            return json.loads(fh.read(where[1]))["response"]
+
+    def ids(self) -> set[str]:
+        return set(self.json_map) if self.json_map is not None else set(self.offsets)
+
+
+def _find_response(index: PredictionIndex, sample: Sample) -> str | None:
+    response = index.get(sample.id)
+    native = sample.fields.get("native_id")
+    if response is None and native is not None:  # MMMU-Pro: a single-setting file keyed by the native id
+        response = index.get(str(native))
+    return response
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+class Scorer:
+    """Scores responses: in process, or in sandboxed workers for benchmarks whose scoring calls sympy."""
+
+    def __init__(self, bench: Benchmark, timeout: float):
+        self.bench = bench
+        self.pool = SandboxPool(timeout=timeout) if bench.sandboxed else None
+        cls = type(bench)
+        self.fn = f"{cls.__module__}:{cls.__name__}.score"
+
+    def score(self, samples: list[Sample], responses: list[str]) -> list[dict[str, Any]]:
+        tasks = [[self.bench.score_input(s), r] for s, r in zip(samples, responses, strict=True)]
+        if self.pool is None:
+            return [self.bench.score(t, r) for t, r in tasks]
+        timeout = {"correct": False, "extracted": None, "prediction": None, "method": "timeout"}
+        return [r if r is not None else dict(timeout) for r in self.pool.call(self.fn, tasks, default=None)]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _item(sample: Sample, response: str, scored: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": sample.id,
+        "correct": bool(scored["correct"]),
+        "response": response,
+        "extracted": scored.get("extracted"),
+        "prediction": scored.get("prediction"),
+        "answer": sample.answer,
+        "method": scored.get("method"),
+        **sample.fields,
+    }
+
+
+def _light_items(path: Path) -> Iterator[dict[str, Any]]:
+    """Items without their long texts, for aggregation."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            item = json.loads(line)
+            for key in ("response", "extracted", "prediction", "judge_raw"):
+                item.pop(key, None)
+            yield item
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _generator(cfg: EvalConfig, max_images: int) -> Any:
+    from prcli.eval import generate
+
+    model = resolve_model(cfg.model or "")
+    if cfg.backend == "hf":
+        return generate.HFGenerator(
+            model,
+            device=cfg.device,
+            batch_size=cfg.batch_size,
+            decoding=cfg.decoding,
+            pixels=(cfg.min_pixels, cfg.max_pixels),
+        )
+    if cfg.backend == "openai":
+        client = LLMClient(
+            LLMConfig(
+                base_url=cfg.base_url,
+                model=cfg.model or "",
+                api_key_env=cfg.api_key_env,
+                concurrency=cfg.concurrency,
+                timeout=cfg.timeout,
+                max_retries=cfg.max_retries,
+            )
+        )
+        return generate.OpenAIGenerator(client, cfg.decoding)
+    try:
+        return generate.VLLMGenerator(
+            model,
+            decoding=cfg.decoding,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_model_len=cfg.max_model_len,
+            max_images=max_images,
+        )
+    except RuntimeError as exc:
+        raise StageError(str(exc)) from None
+
+
+def run_eval(
+    cfg: EvalConfig,
+    *,
+    on_start: Callable[[int | None], None] | None = None,
+    on_item: Callable[[int], None] | None = None,
+) -> EvalSummary:
+    started = time.monotonic()
+    bench = get_benchmark(cfg.bench)
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    check_same_settings(out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
+    save_config(cfg, out / "config.yaml")
+
+    index = (
+        PredictionIndex(cfg.predictions, cfg.skip_invalid, rejected_path_for(out))
+        if cfg.predictions
+        else None
+    )
+    samples_iter = bench.load(cfg.data, decode_images=index is None)
+    if cfg.limit:
+        samples_iter = itertools.islice(samples_iter, cfg.limit)
+    scorer = Scorer(bench, cfg.score_timeout)
+    judge = _answer_judge(cfg)
+    order: list[str] = []
+    failed: list[dict[str, Any]] = []
+    missing = 0
+    try:
+        with ResumableJsonl(out / "items.jsonl", overwrite=cfg.overwrite) as items_out:
+            already = len(items_out.done)
+            if on_start:
+                on_start(cfg.limit)
+            generator = None
+            if index is not None:
+                chunk_size = 256
+            else:
+                chunk_size = cfg.batch_size if cfg.backend != "openai" else 4 * cfg.concurrency
+            pending: list[tuple[Sample, str | None]] = []
+
+            def process(batch: list[tuple[Sample, str | None]]) -> None:
+                nonlocal generator
+                samples = [s for s, _ in batch]
+                if index is not None:
+                    responses: list[str | Exception] = [r or "" for _, r in batch]
+                else:
+                    generator = generator or _generator(cfg, max(len(s.images) for s in samples))
+                    responses = generator.generate(bench, samples, cfg.prompt_style)
+                good = [(s, r) for s, r in zip(samples, responses, strict=True) if isinstance(r, str)]
+                failed.extend(
+                    {"id": s.id, "error": str(r)}
+                    for s, r in zip(samples, responses, strict=True)
+                    if not isinstance(r, str)
+                )
+                if good:
+                    scored = scorer.score([s for s, _ in good], [r for _, r in good])
+                    items = [_item(s, r, sc) for (s, r), sc in zip(good, scored, strict=True)]
+                    if judge is not None:
+                        items = _apply_judge(judge, items, [s for s, _ in good])
+                    for item in items:
+                        items_out.write(item)
+                if on_item:
+                    on_item(len(batch))
+
+            for sample in samples_iter:
+                order.append(sample.id)
+                if sample.id in items_out.done:
+                    if on_item:
+                        on_item(1)
+                    continue
+                response = None
+                if index is not None:
+                    response = _find_response(index, sample)
+                    if response is None:
+                        missing += 1
+                        continue
+                pending.append((sample, response))
+                if len(pending) >= chunk_size:
+                    process(pending)
+                    pending = []
+            if pending:
+                process(pending)
+            written = items_out.written
+    finally:
+        scorer.close()
+    if index is not None and missing == len(order) and order:
+        raise InputError(
+            [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]
+        )
+    if failed:
+        write_jsonl_atomic(out / "failed.jsonl", failed)
+    else:
+        (out / "failed.jsonl").unlink(missing_ok=True)
+        reorder_jsonl(out / "items.jsonl", order)
+    summary = bench.aggregate(_light_items(out / "items.jsonl"))
+    methods = Counter(item.get("method") for item in _light_items(out / "items.jsonl"))
+    summary.update(
+        {
+            "title": bench.title,
+            "model": cfg.model,
+            "predictions": str(cfg.predictions) if cfg.predictions else None,
+            "data": str(cfg.data) if cfg.data else f"hub:{bench.hub.repo}",
+            "backend": None if cfg.predictions else cfg.backend,
+            "prompt_style": None if cfg.predictions else cfg.prompt_style,
+            "decoding": None if cfg.predictions else cfg.decoding,
+            "answer_judge": cfg.answer_judge_model if cfg.answer_judge else None,
+            "methods": dict(methods),
+            "items_in_benchmark": len(order),
+            "missing_predictions": missing,
+            "failed": len(failed),
+            "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    write_json_atomic(out / "summary.json", summary)
+    return EvalSummary(out, summary, written, already, len(failed), missing, time.monotonic() - started)
+
+
+def _answer_judge(cfg: EvalConfig) -> LLMClient | None:
+    if not cfg.answer_judge:
+        return None
+    return LLMClient(
+        LLMConfig(
+            base_url=cfg.answer_judge_base_url,
+            model=cfg.answer_judge_model,
+            api_key_env=cfg.answer_judge_api_key_env,
+            concurrency=cfg.concurrency,
+            max_retries=cfg.max_retries,
+        )
+    )
+
+
+def _apply_judge(
+    client: LLMClient, items: list[dict[str, Any]], samples: list[Sample]
+) -> list[dict[str, Any]]:
+    """Let the LLM decide items whose response marked no answer; record what it said."""
+    from prcli.eval.answer_judge import judge_answer
+
+    undecided = [
+        i for i, item in enumerate(items) if item["method"] in ("raw", "empty") and not item["correct"]
+    ]
+
+    async def ask() -> list[dict[str, Any]]:
+        import asyncio
+
+        return list(
+            await asyncio.gather(
+                *(
+                    judge_answer(client, items[i]["response"], samples[i].answer, samples[i].choices)
+                    for i in undecided
+                )
+            )
+        )
+
+    for i, verdict in zip(undecided, run_sync(ask()) if undecided else [], strict=True):
+        items[i]["judge_raw"] = verdict["raw"]
+        items[i]["judge_error"] = verdict["error"]
+        if verdict["verdict"] is not None:
+            items[i]["correct"] = verdict["verdict"]
+            items[i]["method"] = "llm_judge"
+    return items
