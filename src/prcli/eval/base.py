@@ -171,7 +171,10 @@ class Benchmark:
                 obj = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise InputError([LineProblem(path, 0, f"invalid JSON: {exc}")]) from None
-            rows = list(obj.values()) if isinstance(obj, dict) else obj
+            if isinstance(obj, dict):  # keyed by id (MathVista's testmini.json, MMMU's answer_dict_val.json)
+                rows = [{**v, "__key__": k} if isinstance(v, dict) else v for k, v in obj.items()]
+            else:
+                rows = obj
             for n, row in enumerate(rows, 1):
                 yield n, _unwrap_normalised(row)
             return

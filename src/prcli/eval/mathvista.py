@@ -154,7 +154,8 @@ class MathVista(Benchmark):
                 "category": meta.get("category"),
                 "task": meta.get("task"),
                 "context": meta.get("context"),
-                "grade": meta.get("grade"),
+                # the official score file reports grade "not applicable" as "daily life"
+                "grade": "daily life" if meta.get("grade") == "not applicable" else meta.get("grade"),
                 "skills": list(meta.get("skills") or []),
             },
             raw={**record, "query": row.get("query") or build_query(record)},

@@ -217,7 +217,7 @@ class MMMU(Benchmark):
     placeholder = r"<image (\d+)>"
 
     def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:
-        item_id = str(row["id"])
+        item_id = str(row["id"] if "id" in row else row["__key__"])
         subject = subject_of(item_id)
         answer = row["answer"] if "answer" in row else row["ground_truth"]  # answer_dict_val.json rows
         question_type = row.get("question_type") or (
