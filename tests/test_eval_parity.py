@@ -38,7 +38,9 @@ def test_mathvista_extractions_reproduce_the_official_verdicts_and_scores(model:
     # The official score file was computed from the output file's own records, whose metadata is an
     # older version than testmini.json's (653 differ, e.g. in `skills`): score against those records.
     data = DATA / "mathvista" / "outputs" / model / "output.json"
-    summary = run_eval("-b", "mathvista", "--data", str(data), "--predictions", str(preds), "-o", str(tmp_path / "out"))
+    summary = run_eval(
+        "-b", "mathvista", "--data", str(data), "--predictions", str(preds), "-o", str(tmp_path / "out")
+    )
     items = {i["id"]: i for i in map(json.loads, (tmp_path / "out" / "items.jsonl").read_text().splitlines())}
     agree = sum(items[pid]["correct"] == (o["true_false"] in (True, "True")) for pid, o in outputs.items())
     assert agree / len(outputs) >= 0.995, agree

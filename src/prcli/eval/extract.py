@@ -28,6 +28,11 @@ class Extraction:
         """False when nothing marked the answer (the whole response is the fallback)."""
         return self.method not in ("raw", "empty")
 
+    def for_math_verify(self) -> str:
+        """What to hand math-verify: an extracted answer boxed (bare LaTeX such as `2\\sqrt{3}` is
+        otherwise read as `2`), an undecided response as it is."""
+        return f"\\boxed{{{self.text}}}" if self.decided else self.text
+
 
 def last_boxed(text: str) -> str | None:
     """Content of the last `\\boxed{...}` (or `\\fbox{}`) with balanced braces; `\\text{}` unwrapped."""

@@ -63,7 +63,7 @@ class Local(Benchmark):
                 "method": ex.method,
             }
         return {
-            "correct": math_equal(ex.text, answer),
+            "correct": math_equal(ex.for_math_verify(), answer),
             "extracted": ex.text,
             "prediction": ex.text,
             "method": ex.method,

@@ -80,7 +80,7 @@ class MathVerse(Benchmark):
                 "prediction": letter,
                 "method": ex.method,
             }
-        correct = ex.text.strip() == answer or math_equal(ex.text, answer)
+        correct = ex.text.strip() == answer or math_equal(ex.for_math_verify(), answer)
         return {"correct": correct, "extracted": ex.text, "prediction": ex.text, "method": ex.method}
 
     def aggregate(self, items: Any) -> dict[str, Any]:

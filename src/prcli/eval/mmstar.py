@@ -85,10 +85,11 @@ class MMStar(Benchmark):
                 "prediction": letter,
                 "method": ex.method,
             }
+        # the official prefix rule on the raw response; "raw": extraction found no marked answer
         pred = (response or "").strip()
         return {
             "correct": official_correct(pred, task["answer"]),
             "extracted": None,
             "prediction": pred[:1].upper() or None,
-            "method": "official_rule",
+            "method": "raw",
         }

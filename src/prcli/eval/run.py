@@ -43,7 +43,8 @@ from prcli.sandbox import SandboxPool
 
 Backend = Literal["hf", "openai", "vllm"]
 Style = Literal["official", "r1", "cot"]
-CORE_FIELDS = ("id", "correct", "response", "extracted", "prediction", "answer", "method")
+# scoring methods that mean "no answer was found": the items an answer judge may decide
+UNDECIDED = ("raw", "empty", "random")
 
 
 class EvalConfig(StageConfig):

@@ -125,7 +125,8 @@ class WeMath(Benchmark):
         )
         method = ex.method
         if letter is None:
-            letter, method = official_letter(response or ""), "official_rule"
+            letter = official_letter(response or "")
+            method = "official_rule" if letter is not None else "raw"
         return {
             "correct": letter == task["answer"],
             "extracted": ex.text if ex.decided else None,

@@ -1,0 +1,363 @@
+"""Each benchmark module on a local fixture with its real field layout; generation backends end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import eval_fixtures as fx
+from prcli.cli import app
+from prcli.errors import StageError
+from prcli.eval import BENCHMARKS, get_benchmark
+from prcli.eval.extract import choice_letter, extract_answer, last_boxed
+from prcli.testing import FaultServer
+
+runner = CliRunner()
+R1 = "You FIRST think about the reasoning process"
+
+
+def images_in(parts: list[dict]) -> list[int]:
+    return [p["index"] for p in parts if p["type"] == "image"]
+
+
+def text_of(parts: list[dict]) -> str:
+    return "".join(p.get("text", "<img>") for p in parts)
+
+
+def score(name: str, sample, response: str) -> dict:
+    bench = get_benchmark(name)
+    return bench.score(bench.score_input(sample), response)
+
+
+def test_registry_has_every_benchmark() -> None:
+    assert set(BENCHMARKS) == {
+        "mathvista",
+        "mathverse",
+        "mathvision",
+        "wemath",
+        "mmmu",
+        "mmmu_pro",
+        "mmstar",
+        "emma",
+        "local",
+    }
+    assert get_benchmark("MMMU-Pro").name == "mmmu_pro"
+    with pytest.raises(StageError, match="unknown benchmark"):
+        get_benchmark("mmbench")
+
+
+def test_generic_extraction() -> None:
+    assert extract_answer("<think>x</think><answer>\nThe answer is \\boxed{12}\n</answer>").text == "12"
+    assert extract_answer("so \\boxed{\\frac{1}{2}} and later \\boxed{\\text{B}}").text == "B"
+    assert extract_answer("Therefore, the answer is 42.").text == "42"
+    assert extract_answer("Answer: C").method == "phrase"
+    assert extract_answer("no marker here").method == "raw"
+    assert last_boxed("\\boxed{a{b}c}") == "a{b}c" and last_boxed("\\boxed{unbalanced") is None
+    assert choice_letter("(B) 12", ["10", "12"]) == "B" and choice_letter("12", ["10", "12"]) == "B"
+    assert choice_letter("Z", ["a", "b"]) is None
+
+
+def test_mathvista_fixture(tmp_path: Path) -> None:
+    bench = get_benchmark("mathvista")
+    s1, s2, s3 = bench.load(fx.mathvista(tmp_path))
+    assert (s1.id, s1.answer, s1.fields["skills"]) == (
+        "1",
+        "5",
+        ["geometry reasoning", "algebraic reasoning"],
+    )
+    assert s2.choices == ["A", "B", "C"] and s1.images[0].size == (56, 56)
+    official = bench.prompt_parts(s1, "official")
+    assert images_in(official) == [0] and text_of(official).startswith(
+        "<img>Hint: Please answer the question requiring an integer"
+    )
+    assert "(Unit: cm)" in text_of(official)
+    assert text_of(bench.prompt_parts(s2, "r1")).endswith("tags.") and R1 in text_of(
+        bench.prompt_parts(s2, "r1")
+    )
+    assert "put your final answer within \\boxed{}" in text_of(bench.prompt_parts(s2, "cot"))
+    assert score("mathvista", s1, "<answer>\\boxed{5}</answer>")["correct"]
+    assert (
+        score("mathvista", s2, "The answer is (B).")["prediction"] == "B"
+    )  # a letter maps to the choice text
+    assert score("mathvista", s3, "\\boxed{2.46}")["prediction"] == "2.5"  # rounded to the precision
+    assert score("mathvista", s3, "\\boxed{2.44}")["correct"] is False
+
+
+def test_mathverse_fixture(tmp_path: Path) -> None:
+    bench = get_benchmark("mathverse")
+    td, vo, tl = bench.load(fx.mathverse(tmp_path))
+    assert td.choices == ["30°", "40°"] and vo.question == "" and vo.choices == ["30°", "40°"]
+    assert text_of(bench.prompt_parts(td, "official")).startswith("<img>Please first conduct reasoning")
+    assert score("mathverse", td, "... so the answer is \\boxed{B}")["correct"]
+    assert score("mathverse", tl, "x = \\boxed{\\sqrt{12}}")["correct"]  # math-verify equivalence
+    summary = bench.aggregate(
+        [
+            {"correct": True, "problem_version": "Text Dominant"},
+            {"correct": False, "problem_version": "Vision Only"},
+            {"correct": True, "problem_version": "Text Only"},
+        ]
+    )
+    assert summary["n"] == 2 and summary["accuracy"] == 50.0 and summary["text_only"]["total"] == 1
+
+
+def test_mathvision_fixture(tmp_path: Path) -> None:
+    bench = get_benchmark("mathvision")
+    s4, s5, s6 = bench.load(fx.mathvision(tmp_path))
+    official = text_of(bench.prompt_parts(s4, "official"))
+    assert official.startswith('<img>Please solve the problem and put your answer in one "\\boxed{}".')
+    assert "(A) A" not in official  # options drawn in the image are left out
+    assert "(A) 1\n(B) 2" in text_of(bench.prompt_parts(s6, "official"))
+    assert "<image1>" in official  # one composite image: the token stays text
+    assert "\nChoices:\nA. 1\nB. 2" in text_of(bench.prompt_parts(s6, "r1"))
+    assert score("mathvision", s4, "The answer is \\boxed{C}")["correct"]
+    assert score("mathvision", s5, "so the side is \\boxed{1.5}")["correct"]  # latex2sympy values to 2 dp
+    assert score("mathvision", s5, "\\boxed{\\frac{6}{4}}")["correct"]
+    assert score("mathvision", s6, "\\boxed{4}")["correct"]  # the option text of D
+    assert not score("mathvision", s6, "\\boxed{E}")["correct"]
+
+
+def test_wemath_fixture(tmp_path: Path) -> None:
+    bench = get_benchmark("wemath")
+    samples = list(bench.load(fx.wemath(tmp_path)))
+    assert [s.id for s in samples] == [str(i) for i in range(1, 8)]
+    assert samples[0].choices == ["30", "40", "50", "60", "No correct answer"]
+    prompt = text_of(bench.prompt_parts(samples[0], "official"))
+    assert "Option: A. 30;B. 40" in prompt and prompt.endswith("<Answer>: <<your option>>")
+    assert text_of(bench.prompt_parts(samples[0], "r1")).startswith(
+        "<img>Question 2steps_1\nChoices:\nA. 30;B. 40"
+    )
+    assert score("wemath", samples[0], "<Thought process>: ... <Answer>: <B>")["correct"]
+    assert score("wemath", samples[0], "<answer>\\boxed{B}</answer>")["correct"]
+    assert not score("wemath", samples[0], "the answer is b")[
+        "correct"
+    ]  # the official rule is case-sensitive
+
+
+def test_mmmu_fixture_interleaves_images_by_first_mention(tmp_path: Path) -> None:
+    bench = get_benchmark("mmmu")
+    mc, op = bench.load(fx.mmmu(tmp_path))
+    parts = bench.prompt_parts(mc, "official")
+    assert images_in(parts) == [0, 1, 2]
+    assert text_of(parts) == (
+        "<img> Which graph matches <img>?\n(A) <img>\n(B) the first\n(C) the second\n\n"
+        "Answer with the option's letter from the given choices directly."
+    )
+    assert images_in(bench.prompt_parts(op, "official")) == [0]
+    assert mc.fields["discipline"] == "Science" and mc.fields["img_type"] == ["Plots and Charts"]
+    assert score("mmmu", mc, "The answer is (B).")["prediction"] == "B"
+    assert (
+        score("mmmu", mc, "I think it is the first one, definitely the first")["prediction"] == "B"
+    )  # option text
+    assert score("mmmu", op, "There are 3 colours.")["correct"]
+    guess = score("mmmu", mc, "no idea")
+    assert guess["method"] == "random" and guess == score("mmmu", mc, "no idea")  # seeded by the item id
+
+
+def test_mmmu_pro_fixture_and_mean_of_settings(tmp_path: Path) -> None:
+    bench = get_benchmark("mmmu_pro")
+    standard_path, vision_path = fx.mmmu_pro(tmp_path)
+    (std,) = bench.load(standard_path)
+    (vis,) = bench.load(vision_path)
+    assert std.id == "test_History_1:standard10" and vis.id == "test_History_1:vision"
+    assert text_of(bench.prompt_parts(std, "official")).endswith("Think step by step before answering.")
+    assert "J. option 9" in text_of(bench.prompt_parts(std, "official"))
+    assert text_of(bench.prompt_parts(vis, "official")).startswith(
+        "<img>Write out the multiple-choice question"
+    )
+    assert score("mmmu_pro", std, "Reasoning...\nAnswer: C")["correct"]
+    summary = bench.aggregate(
+        [
+            {"correct": True, "setting": "standard10"},
+            {"correct": True, "setting": "standard10"},
+            {"correct": False, "setting": "standard10"},
+            {"correct": True, "setting": "vision"},
+        ]
+    )
+    assert summary["settings"] == {"standard10": 66.67, "vision": 100.0}
+    assert summary["accuracy"] == round((66.67 + 100.0) / 2, 2) and summary["pooled_accuracy"] == 75.0
+
+
+def test_mmstar_fixture(tmp_path: Path) -> None:
+    bench = get_benchmark("mmstar")
+    s0, s1 = bench.load(fx.mmstar(tmp_path))
+    assert s0.choices == ["a cat", "a dog", "a bird", "a fish"]
+    assert text_of(bench.prompt_parts(s0, "official")) == (
+        "<img>What is in the image?\nA. a cat\nB. a dog\nC. a bird\nD. a fish\n"
+        "Answer with the option's letter from the given choices directly."
+    )
+    assert score("mmstar", s0, "B")["correct"] and score("mmstar", s0, "(B) a dog")["correct"]
+    assert score("mmstar", s1, "Let me count... the answer is \\boxed{D}")["correct"]
+    assert not score("mmstar", s1, "A lot of things")["correct"]
+
+
+def test_emma_fixture(tmp_path: Path) -> None:
+    bench = get_benchmark("emma")
+    m, c = bench.load(fx.emma(tmp_path))
+    parts = bench.prompt_parts(c, "official")
+    assert images_in(parts) == [0, 1] and text_of(parts).startswith(
+        "Organic molecules.\nCompare <img> and <img>."
+    )
+    assert text_of(bench.prompt_parts(m, "official")).endswith(
+        'put the letter in one "\\boxed{}". Please solve the problem step by step.'
+    )
+    assert score("emma", m, "Final Answer: The final answer is $\\boxed{B}$")["correct"]
+    assert score("emma", c, "\\boxed{6}")["correct"] and not score("emma", c, "\\boxed{7}")["correct"]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def eval_args(bench: str, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["eval", "-b", bench, "--data", str(data), "-o", str(out), *extra, "--json"]
+
+
+@pytest.mark.slow
+def test_hf_backend_with_the_tiny_model_resume_and_limit(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = fx.mathvista(tmp_path)
+    out = tmp_path / "out"
+    gen = ["-m", str(tiny_model_dir), "--max-new-tokens", "8", "--batch-size", "2", "--device", "cpu"]
+    result = runner.invoke(app, eval_args("mathvista", data, out, *gen, "--limit", "2"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 2
+    result = runner.invoke(app, eval_args("mathvista", data, out, *gen))
+    summary = json.loads(result.stdout)
+    assert summary["n"] == 3 and summary["items_in_benchmark"] == 3
+    assert summary["decoding"] == {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+    assert summary["model"] == str(tiny_model_dir) and summary["prompt_style"] == "official"
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert [i["id"] for i in items] == ["1", "2", "3"]
+    assert all(isinstance(i["response"], str) and isinstance(i["correct"], bool) for i in items)
+    # greedy decoding: a fresh run gives the same responses
+    again = tmp_path / "again"
+    assert runner.invoke(app, eval_args("mathvista", data, again, *gen)).exit_code == 0
+    assert [json.loads(x)["response"] for x in (again / "items.jsonl").read_text().splitlines()] == [
+        i["response"] for i in items
+    ]
+    # other decoding into the same folder is refused
+    result = runner.invoke(app, eval_args("mathvista", data, out, *gen[:-2], "--max-new-tokens", "16"))
+    assert result.exit_code == 1 and "max_new_tokens: 8 -> 16" in result.output
+
+
+def fake_vlm(request: dict) -> str:
+    content = request["messages"][0]["content"]
+    n_images = sum(1 for p in content if p["type"] == "image_url")
+    text = "".join(p.get("text", "") for p in content if p["type"] == "text")
+    return f"I see {n_images} image(s). " + (
+        "The answer is (B)." if "Which graph" in text else "There are 3 colours."
+    )
+
+
+def test_openai_backend_sends_images_in_order(tmp_path: Path) -> None:
+    data = fx.mmmu(tmp_path)
+    out = tmp_path / "out"
+    with FaultServer(reply=fake_vlm) as srv:
+        result = runner.invoke(app, eval_args("mmmu", data, out, "--backend", "openai", "--base-url", srv.base_url,
+                                              "-m", "served-vlm", "--max-new-tokens", "64"))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        first = next(r for r in srv.requests if "Which graph" in json.dumps(r))
+        assert first["model"] == "served-vlm" and first["max_tokens"] == 64 and first["temperature"] == 0.0
+        kinds = [p["type"] for p in first["messages"][0]["content"]]
+        assert kinds == ["image_url", "text", "image_url", "text", "image_url", "text"]
+        assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in first["messages"][0]["content"]
+                   if p["type"] == "image_url")  # fmt: skip
+    summary = json.loads(result.stdout)
+    assert summary["accuracy"] == 100.0 and summary["backend"] == "openai"
+
+
+def test_failed_generations_are_retried_by_the_next_run(tmp_path: Path) -> None:
+    data = fx.mmstar(tmp_path)
+    out = tmp_path / "out"
+    with FaultServer(reply=lambda r: "B", script=["500", "500"]) as srv:
+        args = eval_args("mmstar", data, out, "--backend", "openai", "--base-url", srv.base_url, "-m", "m",
+                         "--max-retries", "1", "--concurrency", "1")  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "1 generation(s) failed" in result.output
+        assert [json.loads(x)["id"] for x in (out / "failed.jsonl").read_text().splitlines()] == ["0"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert [json.loads(x)["id"] for x in (out / "items.jsonl").read_text().splitlines()] == ["0", "1"]
+        assert not (out / "failed.jsonl").exists()
+
+
+def test_answer_judge_decides_what_rules_cannot(tmp_path: Path) -> None:
+    data = fx.mmstar(tmp_path)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps({"id": "0", "response": "It is clearly a dog."}) + "\n"
+                     + json.dumps({"id": "1", "response": "\\boxed{D}"}) + "\n")  # fmt: skip
+    out = tmp_path / "out"
+    with FaultServer(reply=lambda r: "true") as srv:
+        result = runner.invoke(app, eval_args("mmstar", data, out, "--predictions", str(preds), "--answer-judge",
+                                              "--answer-judge-base-url", srv.base_url, "--answer-judge-model", "judge"))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        (req,) = srv.requests  # only the undecided item was sent
+        assert "**Response**: It is clearly a dog." in req["messages"][1]["content"]
+        assert "**Ground Truth Answer**: B" in req["messages"][1]["content"]
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert items[0]["method"] == "llm_judge" and items[0]["correct"] and items[0]["judge_raw"] == "true"
+    assert items[1]["method"] == "boxed" and "judge_raw" not in items[1]
+    summary = json.loads(result.stdout)
+    assert summary["answer_judge"] == "judge" and summary["methods"] == {"llm_judge": 1, "boxed": 1}
+
+
+def test_predictions_problems_are_clear_errors(tmp_path: Path) -> None:
+    data = fx.mmstar(tmp_path)
+    bad = tmp_path / "preds.jsonl"
+    bad.write_text('{"id": "0", "response": "B"}\n{"id": "1"}\n')
+    result = runner.invoke(app, eval_args("mmstar", data, tmp_path / "o", "--predictions", str(bad)))
+    assert result.exit_code == 1 and f"{bad}:2: response: required field is missing" in result.output
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text('{"id": "zzz", "response": "B"}\n')
+    result = runner.invoke(app, eval_args("mmstar", data, tmp_path / "o2", "--predictions", str(unknown)))
+    assert result.exit_code == 1 and "no prediction matches a mmstar item id" in result.output
+    result = runner.invoke(app, ["eval", "-b", "mmstar", "-o", str(tmp_path / "o3")])
+    assert result.exit_code == 1 and "give --model" in result.output
+
+
+def test_hub_loading_fails_clearly_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    result = runner.invoke(
+        app, ["eval", "-b", "mmstar", "-o", str(tmp_path / "o"), "--predictions", str(tmp_path / "p.jsonl")]
+    )
+    assert result.exit_code == 1
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_openai_backend_against_transformers_serve(tiny_server: dict, tmp_path: Path) -> None:
+    data = fx.emma(tmp_path)
+    out = tmp_path / "out"
+    result = runner.invoke(app, eval_args("emma", data, out, "--backend", "openai", "--base-url", tiny_server["base_url"],
+                                          "-m", tiny_server["model"], "--max-new-tokens", "8", "--timeout", "120"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert [i["id"] for i in items] == ["Math_1", "chem_1"] and all(
+        isinstance(i["response"], str) for i in items
+    )
+
+
+@pytest.mark.slow
+def test_a_trained_checkpoint_is_evaluated(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`pr train` -> `pr eval`: the saved policy is a model `pr eval` loads and runs."""
+    from conftest import make_image
+
+    rows = []
+    for i in range(4):
+        make_image(tmp_path / f"{i}.png", color=(40 * i, 80, 120), size=(56, 56))
+        rows.append({"id": f"q{i}", "question": "<image>Find x.", "images": [f"{i}.png"], "answer": str(i),
+                     "annotations": ["x is given"], "category": "toy"})  # fmt: skip
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    train = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), "--prompts-per-step", "2",
+             "--num-generations", "2", "--max-completion-length", "8", "--max-steps", "1", "--min-pixels", "3136",
+             "--max-pixels", "3136"]  # fmt: skip
+    assert runner.invoke(app, train).exit_code == 0
+    result = runner.invoke(app, eval_args("local", data, tmp_path / "eval", "-m", str(run), "--max-new-tokens", "6",
+                                          "--prompt-style", "r1", "--device", "cpu"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n"] == 4 and summary["breakdown"]["category"]["toy"]["total"] == 4
