@@ -71,6 +71,18 @@ def extract_answer(response: str) -> Extraction:
     return Extraction(text, "raw")
 
 
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The number a plain-prose answer ends on: the last bold (`**16 m**`) one, else the last one."""
+    for source in (" ".join(re.findall(r"\*\*(.+?)\*\*", text)), text):
+        numbers = _NUMBER.findall(source)
+        if numbers:
+            return numbers[-1].replace(",", "")
+    return None
+
+
 _LETTER_ONLY = re.compile(r"^\s*\(?\s*([A-Z])\s*\)?\s*(?:[.:)]|$)")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from prcli.eval.base import Benchmark, Hub, Sample
-from prcli.eval.extract import extract_answer
+from prcli.eval.extract import extract_answer, last_number
 
 HINTS = {
     "multi_choice": "Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
@@ -172,6 +172,11 @@ class MathVista(Benchmark):
         if extracted is None:
             ex = extract_answer(response)
             extracted, method = ex.text, ex.method
+            prose = len(ex.text.split()) >= 6  # short strings go to the official normaliser as they are
+            if task["answer_type"] in ("integer", "float") and prose:
+                number = last_number(ex.text)  # the number the prose ends on
+                if number is not None:
+                    extracted = number
         prediction = normalize_extracted_answer(
             extracted, task["choices"], task["question_type"], task["answer_type"], task["precision"]
         )
