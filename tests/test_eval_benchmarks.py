@@ -207,6 +207,28 @@ def test_emma_fixture(tmp_path: Path) -> None:
     assert score("emma", c, "\\boxed{6}")["correct"] and not score("emma", c, "\\boxed{7}")["correct"]
 
 
+def test_normalised_jsonl_with_image_files(tmp_path: Path) -> None:
+    """The normalised record of benchmarks.md 10.2: the original record in `raw`, images as files."""
+    from conftest import make_image
+
+    make_image(tmp_path / "images" / "mmstar" / "0.png", color="red")
+    record = {
+        "id": "mmstar:0", "bench": "mmstar", "split": "val", "native_id": "0",
+        "images": ["images/mmstar/0.png"],
+        "raw": {"index": 0, "question": "What?\nOptions: A: x, B: y, C: z, D: w", "answer": "C",
+                "category": "math", "l2_category": "geometry", "meta_info": {"source": "s"}},
+    }  # fmt: skip
+    path = tmp_path / "mmstar.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    bench = get_benchmark("mmstar")
+    (sample,) = bench.load(path)
+    assert sample.id == "0" and sample.choices == ["x", "y", "z", "w"] and sample.answer == "C"
+    assert sample.images == ["images/mmstar/0.png"]
+    from prcli.eval.base import open_image
+
+    assert open_image(sample.images[0], sample.base_dir).size == (64, 64)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

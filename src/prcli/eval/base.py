@@ -128,6 +128,8 @@ class Benchmark:
                 raise InputError(
                     [LineProblem(data, n, f"not a {self.name} record: {type(exc).__name__}: {exc}")]
                 ) from None
+            if row.get("__images__") is not None:  # our normalised JSONL: image files beside it
+                sample.images = list(row["__images__"])
             sample.base_dir = data.resolve().parent
             yield sample
 

@@ -122,7 +122,9 @@ class EMMA(Benchmark):
         prediction = fast_extract_answer(response or "")
         correct = is_equal(prediction, task["answer"]) or is_equal(prediction, task["gt_content"])
         # fast-eval's last resort is the whole response: "raw" marks that no answer was found
-        fell_back = prediction == (response or "").strip() and not _is_number(prediction) and len(prediction) > 1
+        fell_back = (
+            prediction == (response or "").strip() and not _is_number(prediction) and len(prediction) > 1
+        )
         return {
             "correct": correct,
             "extracted": prediction,

@@ -138,7 +138,7 @@ class MathVista(Benchmark):
             "question_type": row["question_type"],
             "answer_type": row["answer_type"],
         }
-        image = row.get("decoded_image") or row.get("__images__") or row.get("image")
+        image = row.get("decoded_image") or row.get("image")
         images = image if isinstance(image, list) else [image] if image is not None else []
         return Sample(
             id=str(row["pid"]),
