@@ -12,6 +12,7 @@ from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
 from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
+from prcli.mcnemar import McNemarConfig
 from prcli.train import TrainConfig
 from prcli.ui import console, fail, handle_errors, print_json, progress, table
 
@@ -258,12 +259,78 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
 
 @app.command("mcnemar")
 @handle_errors
-def mcnemar_cmd(
-    a: Annotated[Path, typer.Argument(help="Per-item outcomes of model A (JSONL, e.g. items.jsonl).")],
-    b: Annotated[Path, typer.Argument(help="Per-item outcomes of model B.")],
-) -> None:
-    """Paired McNemar test between two models' per-item outcomes."""
-    raise _not_available("mcnemar", 7)
+@config_command(McNemarConfig, positional=("a", "b"))
+def mcnemar_cmd(cfg: McNemarConfig, json_out: bool = False) -> None:
+    """Paired McNemar test between two models' per-item outcomes.
+
+    b = items A got right and B wrong, c = the reverse. The default exact binomial test on b + c is
+    the one that reproduces the paper's p-values.
+    """
+    from prcli.mcnemar import run_mcnemar
+
+    report = run_mcnemar(cfg)
+    if json_out:
+        print_json(report.as_dict())
+        return
+    r = report.overall
+    console.print(
+        table(
+            f"2x2 table ({cfg.field}), n = {r.n}",
+            ["", "B right", "B wrong"],
+            [["A right", r.both_correct, f"b = {r.b}"], ["A wrong", f"c = {r.c}", r.both_wrong]],
+        )
+    )
+    level = round(100 * (1 - r.alpha))
+    rows = [
+        ["accuracy A / B", f"{r.acc_a:.2f} / {r.acc_b:.2f}"],
+        [
+            f"difference B - A ({level}% CI, Agresti-Min)",
+            f"{r.difference:+.2f}  [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]",
+        ],
+    ]
+    if r.bootstrap_ci:
+        rows.append([f"bootstrap {level}% CI", f"[{r.bootstrap_ci[0]:+.2f}, {r.bootstrap_ci[1]:+.2f}]"])
+    if r.odds_ratio is not None and r.odds_ratio_ci is not None:
+        rows.append(
+            [
+                "odds ratio c/b (exact CI)",
+                f"{r.odds_ratio:.3g}  [{r.odds_ratio_ci[0]:.3g}, {r.odds_ratio_ci[1]:.3g}]",
+            ]
+        )
+    for name, p in r.p_values.items():
+        rows.append([f"p ({name}){' <- selected' if name == r.method else ''}", f"{p:.4g}"])
+    console.print(table("McNemar", ["", "value"], rows))
+    for warning in r.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if report.dropped:
+        console.print(
+            f"[yellow]dropped {len(report.dropped)} line(s)[/] (--intersect): "
+            + "; ".join(report.dropped[:5])
+        )
+    if report.only_a or report.only_b:
+        console.print(
+            f"[yellow]unpaired ids dropped[/]: {len(report.only_a)} only in A, {len(report.only_b)} only in B"
+        )
+    if report.by:
+        console.print(
+            table(
+                f"by {report.by} ({report.correction} correction)",
+                ["value", "n", "b", "c", "acc A", "acc B", "p", "p adjusted"],
+                [
+                    [
+                        c.value,
+                        c.result.n,
+                        c.result.b,
+                        c.result.c,
+                        f"{c.result.acc_a:.1f}",
+                        f"{c.result.acc_b:.1f}",
+                        f"{c.result.p_value:.4g}",
+                        f"{c.p_adjusted:.4g}",
+                    ]
+                    for c in report.categories
+                ],
+            )
+        )
 
 
 @app.command("demo")
