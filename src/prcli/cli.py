@@ -10,6 +10,7 @@ import typer
 from prcli import __version__
 from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
+from prcli.demo import DemoConfig
 from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
@@ -335,13 +336,54 @@ def mcnemar_cmd(cfg: McNemarConfig, json_out: bool = False) -> None:
 
 @app.command("demo")
 @handle_errors
-def demo_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every artifact of the demo.")] = Path(
-        "demo-out"
-    ),
+@config_command(DemoConfig)
+def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
+    """Run the whole method end to end on a laptop: synthetic data, tiny model, every stage.
+
+    No GPU, no server, no download: draws a geometry set, builds a tiny Qwen2.5-VL, annotates, trains
+    with GRPO and the lexical judge, evaluates base and trained models, judges, tests and plots.
+    """
+    from prcli.demo import run_demo
+
+    summary = run_demo(cfg, say=console.print)
+    if json_out:
+        print_json(
+            {
+                "out": str(summary.out),
+                "numbers": summary.numbers,
+                "files": {k: str(v) for k, v in summary.files.items()},
+                "plots": [str(p) for p in summary.plots],
+            }
+        )
+        return
+    console.print(
+        table(
+            "pr demo: what happened",
+            ["stage", "result", "seconds"],
+            [[name, what, round(sec, 1)] for name, what, sec in summary.steps],
+        )
+    )
+    console.print(table("files", ["what", "where"], [[k, str(v)] for k, v in summary.files.items()]))
+    console.print("plots:\n" + "\n".join(f"  {p}" for p in summary.plots))
+
+
+@app.command("plot")
+@handle_errors
+def plot_cmd(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="metrics.jsonl (pr train), items.jsonl (pr eval) and/or judgements (pr judge)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")] = Path("plots"),
+    field: Annotated[
+        str | None, typer.Option(help="Category field for the eval comparison (default: guessed).")
+    ] = None,
 ) -> None:
-    """Run the whole method end to end on a laptop: synthetic data, tiny model, every stage."""
-    raise _not_available("demo", 8)
+    """Plot training curves, eval comparisons (models side by side) and perception score distributions."""
+    from prcli.plots import plot_files
+
+    for path in plot_files(files, out, field):
+        console.print(f"wrote [bold]{path}[/]")
 
 
 @app.command("tiny-model")

@@ -97,8 +97,8 @@ def _clauses(cot: str) -> list[str]:
 
 
 def _is_visual_fact(clause: str) -> bool:
-    if _INFERENCE.search(clause):
-        return False
+    if _INFERENCE.search(clause) or _INFERENCE.search(re.sub(r"\\[a-zA-Z]+", " ", clause)):
+        return False  # the second look drops LaTeX commands, so `= 4 \times 11 =` reads as a chain
     return bool(_CUES.search(clause) or _RELATIONS.search(clause) or _MEASURE.search(clause))
 
 

@@ -1,0 +1,180 @@
+"""Plots a researcher wants from a run (matplotlib, PNG, no display needed).
+
+- `plot_training(metrics.jsonl)`: each reward component, the total reward, KL (when on), judge
+  failures and completion length over the steps;
+- `plot_eval([items.jsonl, ...])`: accuracy overall and per category, models side by side;
+- `plot_perception([judgements.jsonl, ...])`: the distribution of perception scores per model.
+`plot_files` recognises each kind of file by its content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prcli.errors import StageError
+
+REWARD_KEYS = ("accuracy", "format", "perception", "repetition")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _label(path: Path) -> str:
+    """A model's name from its file: the folder of items.jsonl, else the file stem."""
+    return path.parent.name if path.stem in ("items", "judgements", "metrics") else path.stem
+
+
+def plot_training(metrics: Path, out: Path) -> Path:
+    rows = [r for r in _rows(metrics) if "step" in r]
+    if not rows:
+        raise StageError(f"{metrics}: no training steps to plot")
+    steps = [r["step"] for r in rows]
+    panels: list[tuple[str, list[tuple[str, list[float | None]]]]] = [
+        ("rewards (mean per step)", [(k, [r.get(f"rewards/{k}/mean") for r in rows]) for k in REWARD_KEYS]),
+        ("total reward", [("reward", [r.get("reward") for r in rows])]),
+        ("completion length (tokens)", [("mean", [r.get("completions/mean_length") for r in rows])]),
+    ]
+    if any(r.get("kl") is not None for r in rows):
+        panels.append(("KL to the reference", [("kl", [r.get("kl") for r in rows])]))
+    if any(r.get("judge/failures") for r in rows):
+        panels.append(("judge failures", [("failures", [r.get("judge/failures") for r in rows])]))
+    plt = _plt()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True)
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        for name, values in series:
+            pts = [(s, v) for s, v in zip(steps, values, strict=True) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="." if len(pts) < 60 else None, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=8, loc="best")
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_eval(items_files: Sequence[Path], out: Path, field: str | None = None) -> Path:
+    """Accuracy overall and per value of `field` (default: the first category field with 2-12 values)."""
+    models = {_label(p): _rows(p) for p in items_files}
+    if not any(models.values()):
+        raise StageError("no evaluated items to plot")
+    field = field or _category_field(next(iter(models.values())))
+    groups: list[str] = ["overall"]
+    if field:
+        values = sorted({str(v) for rows in models.values() for r in rows for v in _values(r.get(field))})
+        groups += values
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(groups) * max(1, len(models)) * 0.6), 3.6))
+    width = 0.8 / len(models)
+    for k, (name, rows) in enumerate(models.items()):
+        accs = [_accuracy(rows, None if g == "overall" else (field, g)) for g in groups]
+        xs = [i + k * width for i in range(len(groups))]
+        bars = ax.bar(xs, accs, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(groups))])
+    ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"accuracy{f' by {field}' if field else ''}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_perception(judgement_files: Sequence[Path], out: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bins = [i / 10 for i in range(11)]
+    any_scores = False
+    for path in judgement_files:
+        scores = [r["score"] for r in _rows(path) if r.get("score") is not None]
+        if scores:
+            any_scores = True
+            mean = sum(scores) / len(scores)
+            ax.hist(scores, bins=bins, alpha=0.55, label=f"{_label(path)} (mean {mean:.2f}, n={len(scores)})")
+    if not any_scores:
+        raise StageError("no perception scores to plot")
+    ax.set_xlabel("perception score (share of annotations reflected)")
+    ax.set_ylabel("responses")
+    ax.set_title("perception score distribution", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_files(files: Sequence[Path], out_dir: Path, field: str | None = None) -> list[Path]:
+    """Recognise each file (training metrics, eval items, judgements) and draw what fits."""
+    kinds: dict[str, list[Path]] = defaultdict(list)
+    for path in files:
+        if not path.exists():
+            raise StageError(f"{path}: file not found")
+        first = next(iter(_rows(path)), None)
+        if first is None:
+            raise StageError(f"{path}: empty file")
+        if "step" in first and any(k.startswith("rewards/") or k == "loss" for k in first):
+            kinds["metrics"].append(path)
+        elif "verdicts" in first and "score" in first:
+            kinds["judgements"].append(path)
+        elif "correct" in first:
+            kinds["items"].append(path)
+        else:
+            raise StageError(f"{path}: not training metrics, eval items or judgements")
+    written = [plot_training(p, out_dir / f"training_{_label(p)}.png") for p in kinds["metrics"]]
+    if kinds["items"]:
+        written.append(plot_eval(kinds["items"], out_dir / "eval_comparison.png", field))
+    if kinds["judgements"]:
+        written.append(plot_perception(kinds["judgements"], out_dir / "perception_scores.png"))
+    return written
+
+
+def _values(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _category_field(rows: list[dict[str, Any]]) -> str | None:
+    skip = {
+        "id",
+        "correct",
+        "response",
+        "extracted",
+        "prediction",
+        "answer",
+        "method",
+        "judge_raw",
+        "judge_error",
+    }
+    for key in rows[0] if rows else []:
+        if key in skip:
+            continue
+        distinct = {str(v) for r in rows for v in _values(r.get(key))}
+        if 2 <= len(distinct) <= 12:
+            return key
+    return None
+
+
+def _accuracy(rows: list[dict[str, Any]], where: tuple[str, str] | None) -> float:
+    chosen = rows if where is None else [r for r in rows if where[1] in map(str, _values(r.get(where[0])))]
+    return 100.0 * sum(bool(r["correct"]) for r in chosen) / len(chosen) if chosen else 0.0
+
+
+def _save(fig: Any, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    _plt().close(fig)
+    return out
