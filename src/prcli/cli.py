@@ -15,7 +15,7 @@ from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.train import TrainConfig
-from prcli.ui import console, fail, handle_errors, print_json, progress, table
+from prcli.ui import console, fail, handle_errors, print_json, retry_failed, table, with_progress
 
 app = typer.Typer(
     name="pr",
@@ -58,11 +58,7 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
     """
     from prcli.annotate.run import run_annotate
 
-    with progress() as bar:
-        task = bar.add_task("annotating", total=None)
-        summary = run_annotate(
-            cfg, on_start=lambda n: bar.update(task, total=n), on_item=lambda: bar.advance(task)
-        )
+    summary = with_progress("annotating", lambda start, item: run_annotate(cfg, on_start=start, on_item=item))
     if json_out:
         print_json(summary.as_dict())
     else:
@@ -96,9 +92,7 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
         )
         console.print(f"annotated: [bold]{summary.out}[/]   dropped: {reasons}")
     if summary.failed:
-        raise fail(
-            f"{summary.failed} problem(s) failed (listed in {summary.failed_path}); run the same command again to retry them"
-        )
+        raise retry_failed(summary.failed, "problem(s)", summary.failed_path)
 
 
 @app.command("convert")
@@ -173,13 +167,7 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
     """
     from prcli.judge.run import run_judge
 
-    with progress() as bar:
-        task = bar.add_task("judging", total=None)
-        summary = run_judge(
-            cfg,
-            on_start=lambda n: bar.update(task, total=n),
-            on_item=lambda: bar.advance(task),
-        )
+    summary = with_progress("judging", lambda start, item: run_judge(cfg, on_start=start, on_item=item))
     if json_out:
         print_json(summary.as_dict())
     else:
@@ -213,10 +201,7 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
         )
         console.print(f"judgements: [bold]{summary.out}[/]")
     if summary.failed:
-        raise fail(
-            f"{summary.failed} judgement(s) failed after retries (listed in {summary.failed_path}); "
-            "run the same command again to retry them"
-        )
+        raise retry_failed(summary.failed, "judgement(s)", summary.failed_path)
 
 
 @app.command("eval")
@@ -230,11 +215,7 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
     """
     from prcli.eval.run import run_eval
 
-    with progress() as bar:
-        task = bar.add_task(f"{cfg.bench}", total=None)
-        result = run_eval(
-            cfg, on_start=lambda n: bar.update(task, total=n), on_item=lambda k: bar.advance(task, k)
-        )
+    result = with_progress(cfg.bench, lambda start, item: run_eval(cfg, on_start=start, on_item=item))
     summary = result.summary
     if json_out:
         print_json(summary)
@@ -253,9 +234,7 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
         if result.missing_predictions:
             console.print(f"[yellow]{result.missing_predictions} item(s) had no prediction[/]")
     if result.failed:
-        raise fail(
-            f"{result.failed} generation(s) failed (listed in {cfg.out / 'failed.jsonl'}); run again to retry them"
-        )
+        raise retry_failed(result.failed, "generation(s)", cfg.out / "failed.jsonl")
 
 
 @app.command("mcnemar")

@@ -93,7 +93,9 @@ def _problem(kind: str, rng: random.Random) -> tuple[str, str, str, dict[str, st
         )
     if kind == "square":
         s = rng.randint(2, 15)
-        cot = f"The figure shows a square. From the figure, AB = {s}. The perimeter is 4 \\times {s} = {4 * s}."
+        cot = (
+            f"The figure shows a square. From the figure, AB = {s}. The perimeter is 4 \\times {s} = {4 * s}."
+        )
         return (
             "<image>Square ABCD has the side length shown. What is its perimeter?",
             str(4 * s),

@@ -71,6 +71,20 @@ def progress() -> Progress:
     )
 
 
+def with_progress(label: str, run: Callable[[Callable[[int | None], None], Callable[..., None]], R]) -> R:
+    """`run(on_start, on_item)` under a progress bar: on_start(total) sizes it, on_item(k=1) advances it."""
+    with progress() as bar:
+        task = bar.add_task(label, total=None)
+        return run(lambda n: bar.update(task, total=n), lambda k=1: bar.advance(task, k))
+
+
+def retry_failed(count: int, what: str, listed_in: Any) -> typer.Exit:
+    """The exit for a run that finished except for `count` failed model calls, which a re-run retries."""
+    return fail(
+        f"{count} {what} failed after retries (listed in {listed_in}); run the same command again to retry them"
+    )
+
+
 def _force_progress() -> bool:
     import os
 

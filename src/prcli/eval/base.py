@@ -93,6 +93,14 @@ def accuracy_table(items: Iterable[dict[str, Any]], fields: Iterable[str]) -> tu
     return correct, total, breakdown
 
 
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def pct(correct: int, total: int) -> float:
     return round(100.0 * correct / total, 2) if total else 0.0
 

@@ -12,19 +12,11 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, literal_list
+from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, is_number, literal_list
 from prcli.eval.extract import last_boxed
 
 SUBJECTS = ("Math", "Physics", "Chemistry", "Coding")
 COT = "Please solve the problem step by step."
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def fast_extract_answer(response: str) -> str:
@@ -32,7 +24,7 @@ def fast_extract_answer(response: str) -> str:
     for ch in "ABCDEFGH":
         if response.upper() == ch or response.startswith(f"{ch}:"):
             return ch
-    if _is_number(response):
+    if is_number(response):
         return response
     if "boxed{" in response:
         boxed = last_boxed(response.replace("\\fbox", "\\boxed"))
@@ -123,7 +115,7 @@ class EMMA(Benchmark):
         correct = is_equal(prediction, task["answer"]) or is_equal(prediction, task["gt_content"])
         # fast-eval's last resort is the whole response: "raw" marks that no answer was found
         fell_back = (
-            prediction == (response or "").strip() and not _is_number(prediction) and len(prediction) > 1
+            prediction == (response or "").strip() and not is_number(prediction) and len(prediction) > 1
         )
         return {
             "correct": correct,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from prcli.eval.base import LETTERS, Benchmark, Hub, Sample
+from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, is_number
 
 OFFICIAL = (
     'Please solve the problem and put your answer in one "\\boxed{}". If it is a multiple choice question, only one '
@@ -129,14 +129,6 @@ def is_equal(prediction: str, gold: str) -> bool:
         return False
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def extract_prediction(response: str) -> str:
     answer = response.strip()
     for c in "ABCDE":
@@ -149,7 +141,7 @@ def extract_prediction(response: str) -> str:
         ):
             answer = c
     tail = answer.split("is ")[-1].rstrip(".")
-    if _is_number(tail):
+    if is_number(tail):
         answer = tail
     if "oxed{" not in answer:
         for flag in ("the final answer is", "the answer is", "the correct answer is", "the answer should be"):

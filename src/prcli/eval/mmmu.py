@@ -14,7 +14,7 @@ import random
 import re
 from typing import Any, ClassVar
 
-from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, literal_list
+from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, is_number, literal_list
 from prcli.eval.extract import extract_answer
 
 SUBJECTS = {
@@ -79,17 +79,9 @@ def parse_multi_choice_response(
     return candidates[starts.index(max(starts))], False
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-        return True
-    except ValueError:
-        return False
-
-
 def normalize_str(text: str) -> list[Any]:
     text = text.strip()
-    if _is_number(text):
+    if is_number(text.replace(",", "")):
         return [round(float(text.replace(",", "")), 2)]
     text = text.lower()
     return [" " + text, text + " "] if len(text) == 1 else [text]
