@@ -8,9 +8,11 @@ grow with the file, apart from the set of ids used to catch duplicates.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,16 +134,14 @@ def scan_jsonl(
     model: type[T],
     *,
     context: dict[str, Any] | None = None,
-    key: str | None = "id",
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[ScannedLine[T]]:
-    """Validate each non-blank line of `path` against `model`; duplicate `key` values are problems.
+    """Validate each non-blank line of `path` against `model` (duplicates are `check_jsonl`'s job).
 
     `convert`, if given, maps each raw JSON object before validation (e.g. a foreign layout).
     """
     path = Path(path)
     ctx = {"base_dir": path.resolve().parent, **(context or {})}
-    seen: dict[Any, int] = {}
     for lineno, raw in iter_raw_lines(path):
         parsed = parse_line(path, lineno, raw)
         if parsed is None:
@@ -157,16 +157,46 @@ def scan_jsonl(
         except (ValueError, TypeError, KeyError) as exc:  # from `convert`
             yield ScannedLine(lineno, raw, None, [LineProblem(path, lineno, str(exc))])
             continue
-        if key is not None:
-            value = getattr(record, key, None)
-            if value in seen:
-                problem = LineProblem(
-                    path, lineno, f"duplicate {key} {value!r} (first at line {seen[value]})", key
-                )
-                yield ScannedLine(lineno, raw, None, [problem])
-                continue
-            seen[value] = lineno
         yield ScannedLine(lineno, raw, record, [])
+
+
+def id_hash(value: str) -> int:
+    """A signed 64-bit hash of an id (stable across runs), for compact id sets and indexes."""
+    return int.from_bytes(
+        hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little", signed=True
+    )
+
+
+def find_duplicates(path: Path, key: str, keyed_lines: array) -> list[tuple[int, int, Any]]:
+    """(line, first line, value) for each line whose `key` repeats an earlier line's.
+
+    `keyed_lines` holds (id hash, line) pairs, 16 bytes a line. A 2 MB bitmap over the hashes finds
+    the few that may repeat; only those lines are read again to compare the actual values.
+    """
+    bits = bytearray(1 << 21)
+    maybe: set[int] = set()
+    for h in keyed_lines[0::2]:
+        slot = h & ((1 << 24) - 1)
+        if bits[slot >> 3] & (1 << (slot & 7)):
+            maybe.add(h)
+        bits[slot >> 3] |= 1 << (slot & 7)
+    candidates = {line for h, line in zip(keyed_lines[0::2], keyed_lines[1::2], strict=True) if h in maybe}
+    if not candidates:
+        return []
+    values: dict[int, Any] = {}
+    for lineno, raw in iter_raw_lines(path):
+        if lineno in candidates:
+            obj = parse_line(path, lineno, raw)
+            values[lineno] = obj.get(key) if isinstance(obj, dict) else None
+    first: dict[str, int] = {}
+    out = []
+    for line in sorted(values):
+        value = str(values[line])
+        if value in first:
+            out.append((line, first[value], values[line]))
+        else:
+            first[value] = line
+    return out
 
 
 def rejected_path_for(output: str | Path) -> Path:
@@ -197,9 +227,7 @@ class CheckedInput(Generic[T]):
         return len(self.rejected_lines)
 
     def __iter__(self) -> Iterator[T]:
-        for scanned in scan_jsonl(
-            self.path, self.model, context=self.context, key=self.key, convert=self.convert
-        ):
+        for scanned in scan_jsonl(self.path, self.model, context=self.context, convert=self.convert):
             if scanned.record is not None and scanned.line not in self.rejected_lines:
                 yield scanned.record
 
@@ -231,24 +259,39 @@ def check_jsonl(
     problems: list[LineProblem] = []
     rejected: list[dict[str, Any]] = []
     rejected_lines: set[int] = set()
+    keyed_lines = array("q")  # (id hash, line) pairs: duplicates are found without keeping the ids
     n_valid = 0
-    for scanned in scan_jsonl(path, model, context=context, key=key, convert=convert):
-        if scanned.record is not None:
-            n_valid += 1
-            continue
-        rejected_lines.add(scanned.line)
-        problems.extend(scanned.problems)
-        raw = scanned.raw.decode("utf-8", errors="replace") if scanned.raw is not None else None
+
+    def reject(line: int, raw_bytes: bytes | None, line_problems: list[LineProblem]) -> None:
+        rejected_lines.add(line)
+        problems.extend(line_problems)
+        raw = raw_bytes.decode("utf-8", errors="replace") if raw_bytes is not None else None
         if raw is not None and len(raw) > 1_000_000:
             raw = raw[:1_000_000] + "...[truncated]"
         rejected.append(
-            {
-                "file": str(path),
-                "line": scanned.line,
-                "errors": [str(p) for p in scanned.problems],
-                "raw": raw,
-            }
+            {"file": str(path), "line": line, "errors": [str(p) for p in line_problems], "raw": raw}
         )
+
+    for scanned in scan_jsonl(path, model, context=context, convert=convert):
+        if scanned.record is None:
+            reject(scanned.line, scanned.raw, scanned.problems)
+            continue
+        n_valid += 1
+        if key is not None:
+            keyed_lines.extend((id_hash(str(getattr(scanned.record, key, None))), scanned.line))
+    if key is not None:
+        duplicates = find_duplicates(path, key, keyed_lines)
+        dup_lines = {d[0] for d in duplicates}
+        raws = {line: raw for line, raw in iter_raw_lines(path) if line in dup_lines} if dup_lines else {}
+        for line, first, value in duplicates:
+            reject(
+                line,
+                raws.get(line),
+                [LineProblem(path, line, f"duplicate {key} {value!r} (first at line {first})", key)],
+            )
+            n_valid -= 1
+        problems.sort(key=lambda p: p.line)
+        rejected.sort(key=lambda r: r["line"])
     if problems and not skip_invalid:
         raise InputError(problems)
     if n_valid == 0 and not allow_empty:
@@ -323,14 +366,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-def reorder_jsonl(path: str | Path, order: Iterable[str], *, key: str = "id") -> bool:
-    """Rewrite `path` so its lines follow `order` (lines whose key is not in `order` go last).
+def reorder_jsonl(path: str | Path, order: Callable[[], Iterable[str]], *, key: str = "id") -> bool:
+    """Rewrite `path` so its lines follow the keys `order()` yields (lines with other keys go last).
 
-    Streaming: one pass collects each line's byte offset, a second copies lines in order into a
-    temporary file that replaces `path`. Returns False (and leaves the file alone) if it was
-    already in order.
+    Returns False (and leaves the file alone) if it was already in order, which a streaming check
+    finds without holding anything in memory (the usual case: an uninterrupted, complete run).
+    Otherwise one pass collects each line's byte offset, a second copies lines in order into a
+    temporary file that replaces `path`.
     """
     path = Path(path)
+    if _in_order(path, iter(order()), key):
+        return False
     offsets: dict[str, tuple[int, int]] = {}
     sequence: list[str] = []
     with open(path, "rb") as fh:
@@ -340,7 +386,7 @@ def reorder_jsonl(path: str | Path, order: Iterable[str], *, key: str = "id") ->
             offsets[k] = (pos, len(raw))
             sequence.append(k)
             pos += len(raw)
-    wanted = [k for k in order if k in offsets]
+    wanted = [k for k in order() if k in offsets]
     placed = set(wanted)
     target = wanted + [k for k in sequence if k not in placed]
     if target == sequence:
@@ -350,6 +396,16 @@ def reorder_jsonl(path: str | Path, order: Iterable[str], *, key: str = "id") ->
             start, length = offsets[k]
             src.seek(start)
             dst.write(src.read(length))
+    return True
+
+
+def _in_order(path: Path, order: Iterator[str], key: str) -> bool:
+    """True if the file's keys appear in `order` in the same relative order (a subsequence)."""
+    with open(path, "rb") as fh:
+        for raw in fh:
+            k = str(json.loads(raw)[key])
+            if not any(k == wanted for wanted in order):  # advances `order` up to and past `k`
+                return False
     return True
 
 
@@ -365,7 +421,7 @@ class ResumableJsonl:
         self.path = Path(path)
         self.key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done: set[str] = set()
+        self.done: set[str] = set()  # keys in the file when it was opened
         self.repaired_bytes = 0
         if overwrite and self.path.exists():
             self.path.unlink()
@@ -409,8 +465,6 @@ class ResumableJsonl:
         line = (_dumps(record, self.path.resolve().parent) + "\n").encode("utf-8")
         self._fh.write(line)
         self._fh.flush()
-        key = record.get(self.key) if isinstance(record, dict) else getattr(record, self.key)
-        self.done.add(str(key))
         self.written += 1
 
     def close(self) -> None:

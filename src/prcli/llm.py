@@ -115,22 +115,22 @@ class LLMClient:
     ) -> ChatResult:
         """One chat completion with retries; never raises (except for cancellation)."""
         import openai
+        from openai.types.chat import ChatCompletion
 
         client, semaphore = self._resources()
         key = _api_key(self.config.api_key_env)
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
             "temperature": self.config.temperature if temperature is None else temperature,
             "max_tokens": max_tokens or self.config.max_tokens,
             "n": 1,
+            **(extra_body or {}),
         }
-        if extra_body:
-            kwargs["extra_body"] = extra_body
         if response_format:
-            kwargs["response_format"] = response_format
+            body["response_format"] = response_format
         if seed is not None:
-            kwargs["seed"] = seed
+            body["seed"] = seed
         self.stats.requests += 1
         attempts = 0
         last_error, last_status = "no attempt made", None
@@ -141,7 +141,9 @@ class LLMClient:
                     await asyncio.sleep(self._delay(attempts))
                 attempts += 1
                 try:
-                    resp = await client.chat.completions.create(**kwargs)
+                    # `post` skips the SDK's typed transformation of the request (about 2 ms of CPU per
+                    # call for a few-shot judge prompt); the body is plain JSON already
+                    resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
                     choice = resp.choices[0] if resp.choices else None
                     text = choice.message.content if choice is not None else None
                     if text is None:

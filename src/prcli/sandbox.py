@@ -69,6 +69,7 @@ class PoolStats:
     timeouts: int = 0
     errors: int = 0
     restarts: int = 0
+    longest: float = 0.0  # seconds of the slowest call (a timed-out call counts as the timeout)
 
 
 def default_workers() -> int:
@@ -111,6 +112,7 @@ class SandboxPool:
                 for worker in list(self._workers):
                     if worker.task is not None and now - worker.started >= self.timeout:
                         self.stats.timeouts += 1
+                        self.stats.longest = max(self.stats.longest, now - worker.started)
                         worker.task = None
                         self._replace(worker)
             return results
@@ -153,6 +155,7 @@ class SandboxPool:
             worker.ready = True
             return
         result = msg["result"]
+        self.stats.longest = max(self.stats.longest, time.monotonic() - worker.started)
         if isinstance(result, dict) and "__error__" in result:
             self.stats.errors += 1
         else:

@@ -46,6 +46,7 @@ class FaultServer:
         latency: float = 0.0,
         capacity: int | None = None,
         hang_seconds: float = 30.0,
+        die_after: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -57,6 +58,7 @@ class FaultServer:
         self.default = default
         self.latency = latency
         self.hang_seconds = hang_seconds
+        self.die_after = die_after  # after this many requests every connection is dropped: a crashed server
         self._capacity = threading.BoundedSemaphore(capacity) if capacity else None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -73,7 +75,10 @@ class FaultServer:
 
     def next_mode(self) -> str:
         with self._lock:
-            mode = self.script.popleft() if self.script else self.default
+            if self.die_after is not None and len(self.modes_served) >= self.die_after:
+                mode = "drop"
+            else:
+                mode = self.script.popleft() if self.script else self.default
             self.modes_served.append(mode)
             return mode
 

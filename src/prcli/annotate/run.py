@@ -342,9 +342,9 @@ def run_annotate(
             ResumableJsonl(dropped_path, overwrite=cfg.overwrite) as dropped_out,
         ):
             done = kept_out.done | dropped_out.done
-            todo = [p for p in problems if p.id not in done]
+            todo = (p for p in problems if p.id not in done)  # streamed: memory does not grow with the input
             if on_start:
-                on_start(len(todo))
+                on_start(max(0, len(problems) - len(done)))
 
             async def annotate_all() -> None:
                 async for outcome in ordered_window(todo, annotator.process, 4 * cfg.concurrency):
@@ -369,9 +369,8 @@ def run_annotate(
         write_jsonl_atomic(failed_path, failed)
     else:
         failed_path.unlink(missing_ok=True)
-        order = [p.id for p in problems]
-        reorder_jsonl(cfg.out, order)
-        reorder_jsonl(dropped_path, order)
+        reorder_jsonl(cfg.out, lambda: (p.id for p in problems))
+        reorder_jsonl(dropped_path, lambda: (p.id for p in problems))
     kept_rows = check_jsonl(
         cfg.out, AnnotatedProblem, allow_empty=True, context={"check_images": False}, key=None
     )

@@ -7,10 +7,12 @@ Outputs in the folder `out`: `items.jsonl` (one scored item per line, appended a
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import json
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from prcli.jsonl import (
     LineProblem,
     ResumableJsonl,
     check_jsonl,
+    id_hash,
     iter_raw_lines,
     rejected_path_for,
     reorder_jsonl,
@@ -159,12 +162,17 @@ class EvalSummary:
 
 
 class PredictionIndex:
-    """Saved responses by id without holding them in memory: byte offsets into the file."""
+    """Saved responses by id without holding them in memory.
+
+    For JSONL, only a sorted array of 64-bit id hashes and one of packed byte offsets are kept
+    (16 bytes a line); a response is read from the file when it is needed.
+    """
 
     def __init__(self, path: Path, skip_invalid: bool, rejected: Path):
         self.path = path
-        self.offsets: dict[str, tuple[int, int]] = {}
         self.json_map: dict[str, str] | None = None
+        self._hashes = array("q")
+        self._spans = array("q")
         if path.suffix == ".json":  # {id: response} (e.g. MMMU's example outputs) or [{"id", "response"}]
             obj = json.loads(path.read_text(encoding="utf-8"))
             rows = obj.items() if isinstance(obj, dict) else ((r.get("id"), r.get("response")) for r in obj)
@@ -172,25 +180,31 @@ class PredictionIndex:
             return
         checked = check_jsonl(path, Prediction, skip_invalid=skip_invalid, rejected_path=rejected)
         bad = checked.rejected_lines
+        entries = array("q")
         pos = 0
         for lineno, raw in iter_raw_lines(path):
             length = len(raw or b"")
             if raw is not None and raw.strip() and lineno not in bad:
-                self.offsets[str(json.loads(raw)["id"])] = (pos, length)
+                entries.extend((id_hash(str(json.loads(raw)["id"])), pos << 24 | length))
             pos += length
+        order = sorted(range(len(entries) // 2), key=lambda i: entries[2 * i])
+        self._hashes = array("q", (entries[2 * i] for i in order))
+        self._spans = array("q", (entries[2 * i + 1] for i in order))
 
     def get(self, item_id: str) -> str | None:
         if self.json_map is not None:
             return self.json_map.get(item_id)
-        where = self.offsets.get(item_id)
-        if where is None:
-            return None
+        h = id_hash(item_id)
+        i = bisect.bisect_left(self._hashes, h)
         with open(self.path, "rb") as fh:
-            fh.seek(where[0])
-            return json.loads(fh.read(where[1]))["response"]
-
-    def ids(self) -> set[str]:
-        return set(self.json_map) if self.json_map is not None else set(self.offsets)
+            while i < len(self._hashes) and self._hashes[i] == h:
+                span = self._spans[i]
+                fh.seek(span >> 24)
+                row = json.loads(fh.read(span & 0xFFFFFF))
+                if str(row["id"]) == item_id:  # a hash collision is checked, not trusted
+                    return row["response"]
+                i += 1
+        return None
 
 
 def _find_response(index: PredictionIndex, sample: Sample) -> str | None:
@@ -306,12 +320,15 @@ def run_eval(
         if cfg.predictions
         else None
     )
-    samples_iter = bench.load(cfg.data, decode_images=index is None)
-    if cfg.limit:
-        samples_iter = itertools.islice(samples_iter, cfg.limit)
+
+    def samples(decode_images: bool) -> Iterator[Sample]:
+        loaded = bench.load(cfg.data, decode_images=decode_images)
+        return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
+
+    samples_iter = samples(decode_images=index is None)
     scorer = Scorer(bench, cfg.score_timeout)
     judge = _answer_judge(cfg)
-    order: list[str] = []
+    n_items = 0
     failed: list[dict[str, Any]] = []
     missing = 0
     try:
@@ -328,16 +345,16 @@ def run_eval(
 
             def process(batch: list[tuple[Sample, str | None]]) -> None:
                 nonlocal generator
-                samples = [s for s, _ in batch]
+                batch_samples = [s for s, _ in batch]
                 if index is not None:
                     responses: list[str | Exception] = [r or "" for _, r in batch]
                 else:
-                    generator = generator or _generator(cfg, max(len(s.images) for s in samples))
-                    responses = generator.generate(bench, samples, cfg.prompt_style)
-                good = [(s, r) for s, r in zip(samples, responses, strict=True) if isinstance(r, str)]
+                    generator = generator or _generator(cfg, max(len(s.images) for s in batch_samples))
+                    responses = generator.generate(bench, batch_samples, cfg.prompt_style)
+                good = [(s, r) for s, r in zip(batch_samples, responses, strict=True) if isinstance(r, str)]
                 failed.extend(
                     {"id": s.id, "error": str(r)}
-                    for s, r in zip(samples, responses, strict=True)
+                    for s, r in zip(batch_samples, responses, strict=True)
                     if not isinstance(r, str)
                 )
                 if good:
@@ -351,7 +368,7 @@ def run_eval(
                     on_item(len(batch))
 
             for sample in samples_iter:
-                order.append(sample.id)
+                n_items += 1
                 if sample.id in items_out.done:
                     if on_item:
                         on_item(1)
@@ -371,7 +388,7 @@ def run_eval(
             written = items_out.written
     finally:
         scorer.close()
-    if index is not None and missing == len(order) and order:
+    if index is not None and missing == n_items and n_items:
         raise InputError(
             [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]
         )
@@ -379,7 +396,7 @@ def run_eval(
         write_jsonl_atomic(out / "failed.jsonl", failed)
     else:
         (out / "failed.jsonl").unlink(missing_ok=True)
-        reorder_jsonl(out / "items.jsonl", order)
+        reorder_jsonl(out / "items.jsonl", lambda: (s.id for s in samples(decode_images=False)))
     summary = bench.aggregate(_light_items(out / "items.jsonl"))
     methods = Counter(item.get("method") for item in _light_items(out / "items.jsonl"))
     summary.update(
@@ -393,7 +410,7 @@ def run_eval(
             "decoding": None if cfg.predictions else cfg.decoding,
             "answer_judge": cfg.answer_judge_model if cfg.answer_judge else None,
             "methods": dict(methods),
-            "items_in_benchmark": len(order),
+            "items_in_benchmark": n_items,
             "missing_predictions": missing,
             "failed": len(failed),
             "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -122,9 +122,9 @@ def run_judge(
     failed: list[dict[str, Any]] = []
     with ResumableJsonl(config.out, overwrite=config.overwrite) as out:
         already = len(out.done)
-        todo = [r for r in responses if r.id not in out.done]
+        todo = (r for r in responses if r.id not in out.done)  # streamed: memory does not grow with the input
         if on_start:
-            on_start(len(todo))
+            on_start(max(0, len(responses) - already))
         window = config.window or 4 * config.concurrency
 
         async def judge_all() -> None:
@@ -143,7 +143,7 @@ def run_judge(
         written = out.written
 
     if not failed:  # complete: put lines retried in a later run back in input order
-        reorder_jsonl(config.out, (r.id for r in responses))
+        reorder_jsonl(config.out, lambda: (r.id for r in responses))
     failed_path = sibling(config.out, ".failed.jsonl")
     if failed:
         write_jsonl_atomic(failed_path, failed)
