@@ -60,8 +60,10 @@ def emma() -> list[str]:
         ours = bench.score(bench.score_input(s), outputs[s.id]["response"])["correct"]
         same += ours == verdict(outputs[s.id]["true_false"])
         correct += ours
-    return [f"EMMA (gemini-2.0-flash-thinking, Math CoT): official {official['average']['correct']}/100, ours {correct}/100; "
-            f"same verdict on {same}/100 items."]  # fmt: skip
+    return [
+        f"EMMA (gemini-2.0-flash-thinking, Math CoT): official {official['average']['correct']}/100, ours {correct}/100; "
+        f"same verdict on {same}/100 items."
+    ]
 
 
 def mmmu() -> list[str]:
@@ -73,8 +75,10 @@ def mmmu() -> list[str]:
     ]
     summary = bench.aggregate(items)
     per = ", ".join(f"{k} {v['accuracy']}" for k, v in summary["breakdown"]["discipline"].items())
-    return [f"MMMU (LLaVA-1.5-13B example outputs, validation): {summary['correct']}/900 = {summary['accuracy']} "
-            f"({per}); random fallbacks: {sum(i['method'] == 'random' for i in items)}."]  # fmt: skip
+    return [
+        f"MMMU (LLaVA-1.5-13B example outputs, validation): {summary['correct']}/900 = {summary['accuracy']} "
+        f"({per}); random fallbacks: {sum(i['method'] == 'random' for i in items)}."
+    ]
 
 
 def mmmu_pro() -> list[str]:
@@ -86,9 +90,11 @@ def mmmu_pro() -> list[str]:
         for s in bench.load(path, decode_images=False)
     ]
     summary = bench.aggregate(items)
-    return [f"MMMU-Pro standard-10 (GPT-4o CoT outputs): {summary['correct']}/1730 = {summary['accuracy']} "
-            f"(official parser: 55.0); via the 'Answer:' line: {sum(i['method'] == 'answer_line' for i in items)}, "
-            f"random fallbacks: {sum(i['method'] == 'random' for i in items)}."]  # fmt: skip
+    return [
+        f"MMMU-Pro standard-10 (GPT-4o CoT outputs): {summary['correct']}/1730 = {summary['accuracy']} "
+        f"(official parser: 55.0); via the 'Answer:' line: {sum(i['method'] == 'answer_line' for i in items)}, "
+        f"random fallbacks: {sum(i['method'] == 'random' for i in items)}."
+    ]
 
 
 def main() -> None:

@@ -42,23 +42,44 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--capacity", type=int, default=32)
     parser.add_argument("--sequential-n", type=int, default=60)
-    parser.add_argument("--concurrency", type=int, default=0, help="client requests in flight (0: twice the capacity)")
+    parser.add_argument(
+        "--concurrency", type=int, default=0, help="client requests in flight (0: twice the capacity)"
+    )
     args = parser.parse_args()
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "prcli.testing", "--port", str(port), "--latency", str(args.latency),
-         "--capacity", str(args.capacity)],
+        [
+            sys.executable,
+            "-m",
+            "prcli.testing",
+            "--port",
+            str(port),
+            "--latency",
+            str(args.latency),
+            "--capacity",
+            str(args.capacity),
+        ],
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         assert wait_for_server(base_url, timeout=30), "the fake server did not start"
-        items = [JudgeItem(f"r{i}", ANNOTATIONS, f"Response {i}: AB = 3 and BC = 4, so AC = 5.") for i in range(args.n)]
+        items = [
+            JudgeItem(f"r{i}", ANNOTATIONS, f"Response {i}: AB = 3 and BC = 4, so AC = 5.")
+            for i in range(args.n)
+        ]
         judge = OpenAIJudge(
-            JudgeConfig(backend="openai", base_url=base_url, model="fake", concurrency=args.concurrency or 2 * args.capacity, cache=False,
-                        structured="off", timeout=60)
-        )  # fmt: skip
+            JudgeConfig(
+                backend="openai",
+                base_url=base_url,
+                model="fake",
+                concurrency=args.concurrency or 2 * args.capacity,
+                cache=False,
+                structured="off",
+                timeout=60,
+            )
+        )
         judge.judge_many_sync(items[:8])  # warm-up: connections, imports
         cpu0, t0 = cpu_seconds(), time.perf_counter()
         results = judge.judge_many_sync(items)
@@ -71,18 +92,24 @@ def main() -> None:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         t1 = time.perf_counter()
         for item in items[: args.sequential_n]:
-            client.chat.completions.create(model="fake", messages=build_messages(item.annotations, item.response))
+            client.chat.completions.create(
+                model="fake", messages=build_messages(item.annotations, item.response)
+            )
         seq_elapsed = time.perf_counter() - t1
     finally:
         server.terminate()
         server.wait()
 
     ours_rps, seq_rps = args.n / elapsed, args.sequential_n / seq_elapsed
-    print("| requests | latency | capacity | ideal (s) | prcli (s) | efficiency (ideal/achieved) | client CPU per request | "
-          "sequential req/s | prcli req/s | speed-up |")  # fmt: skip
+    print(
+        "| requests | latency | capacity | ideal (s) | prcli (s) | efficiency (ideal/achieved) | client CPU per request | "
+        "sequential req/s | prcli req/s | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.n} | {args.latency * 1000:.0f} ms | {args.capacity} | {ideal:.2f} | {elapsed:.2f} | "
-          f"{ideal / elapsed:.3f} | {1000 * cpu / args.n:.2f} ms | {seq_rps:.1f} | {ours_rps:.1f} | {ours_rps / seq_rps:.1f}x |")  # fmt: skip
+    print(
+        f"| {args.n} | {args.latency * 1000:.0f} ms | {args.capacity} | {ideal:.2f} | {elapsed:.2f} | "
+        f"{ideal / elapsed:.3f} | {1000 * cpu / args.n:.2f} ms | {seq_rps:.1f} | {ours_rps:.1f} | {ours_rps / seq_rps:.1f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,64 @@ import time
 from prcli.rewards import accuracy_rewards, format_reward, repetition_penalty
 from prcli.verify import VerifierPool
 
-ANSWERS = [("5", "5"), ("\\frac{3}{4}", "0.75"), ("2\\sqrt{3}", "2\\sqrt{3}"), ("12\\pi", "12\\pi"), ("B", "B"),
-           ("71", "71^\\circ"), ("\\frac{40}{3}", "13.3333"), ("x^2+1", "1+x^2"), ("8", "8.0")]  # fmt: skip
+ANSWERS = [
+    ("5", "5"),
+    ("\\frac{3}{4}", "0.75"),
+    ("2\\sqrt{3}", "2\\sqrt{3}"),
+    ("12\\pi", "12\\pi"),
+    ("B", "B"),
+    ("71", "71^\\circ"),
+    ("\\frac{40}{3}", "13.3333"),
+    ("x^2+1", "1+x^2"),
+    ("8", "8.0"),
+]
 WRONG = ["4", "\\frac{2}{3}", "3\\sqrt{2}", "11\\pi", "C", "70", "13", "x^2-1", "9"]
-FILLER = ["From", "the", "figure,", "AB", "=", "3", "and", "BC", "=", "4,", "and", "the", "angle", "at", "B", "is", "a", "right", "angle.", "So", "by", "the", "Pythagorean", "theorem", "the", "hypotenuse", "AC", "is", "5.", "Then", "the", "area", "of", "the", "triangle", "is", "half", "of", "3", "times", "4,", "which", "is", "6."]  # fmt: skip
+FILLER = [
+    "From",
+    "the",
+    "figure,",
+    "AB",
+    "=",
+    "3",
+    "and",
+    "BC",
+    "=",
+    "4,",
+    "and",
+    "the",
+    "angle",
+    "at",
+    "B",
+    "is",
+    "a",
+    "right",
+    "angle.",
+    "So",
+    "by",
+    "the",
+    "Pythagorean",
+    "theorem",
+    "the",
+    "hypotenuse",
+    "AC",
+    "is",
+    "5.",
+    "Then",
+    "the",
+    "area",
+    "of",
+    "the",
+    "triangle",
+    "is",
+    "half",
+    "of",
+    "3",
+    "times",
+    "4,",
+    "which",
+    "is",
+    "6.",
+]
 
 
 def make_responses(n: int, seed: int, pathological: bool = True) -> list[tuple[str, str, str]]:
@@ -32,7 +86,9 @@ def make_responses(n: int, seed: int, pathological: bool = True) -> list[tuple[s
     out = []
     for i in range(n):
         gold, right = rng.choice(ANSWERS)
-        kind = rng.choices(["correct", "wrong", "long", "unformatted", "pathological"], [40, 35, 15, 9.95, 0.05])[0]
+        kind = rng.choices(
+            ["correct", "wrong", "long", "unformatted", "pathological"], [40, 35, 15, 9.95, 0.05]
+        )[0]
         if not pathological and kind == "pathological":
             kind = "wrong"
         if kind == "pathological" or (i == 0 and pathological):
@@ -72,7 +128,10 @@ def main() -> None:
     args = parser.parse_args()
     data = make_responses(args.n, args.seed, pathological=not args.no_pathological)
     responses, golds = [r for _, r, _ in data], [g for _, _, g in data]
-    kinds = {k: sum(1 for x, _, _ in data if x == k) for k in ("correct", "wrong", "long", "unformatted", "pathological")}
+    kinds = {
+        k: sum(1 for x, _, _ in data if x == k)
+        for k in ("correct", "wrong", "long", "unformatted", "pathological")
+    }
 
     with VerifierPool(workers=args.workers, timeout=args.timeout) as pool:
         pool.map([("\\boxed{1}", "1")] * (2 * args.workers))  # warm-up: workers started and imported
@@ -95,12 +154,16 @@ def main() -> None:
     baseline = time.perf_counter() - t1
 
     print(f"mix: {kinds}")
-    print("| responses | workers | baseline (s) | prcli (s) | speed-up | slowest item, baseline | slowest item, prcli | "
-          "prcli timeouts | mean accuracy, baseline / prcli | mean format | mean repetition |")  # fmt: skip
+    print(
+        "| responses | workers | baseline (s) | prcli (s) | speed-up | slowest item, baseline | slowest item, prcli | "
+        "prcli timeouts | mean accuracy, baseline / prcli | mean format | mean repetition |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.n} | {args.workers} | {baseline:.1f} | {ours:.1f} | {baseline / ours:.2f}x | {slowest:.2f} s | "
-          f"{longest:.2f} s | {timeouts} | {sum(base_acc) / args.n:.3f} / {sum(acc) / args.n:.3f} | "
-          f"{sum(fmt) / args.n:.3f} | {sum(rep) / args.n:.3f} |")  # fmt: skip
+    print(
+        f"| {args.n} | {args.workers} | {baseline:.1f} | {ours:.1f} | {baseline / ours:.2f}x | {slowest:.2f} s | "
+        f"{longest:.2f} s | {timeouts} | {sum(base_acc) / args.n:.3f} / {sum(acc) / args.n:.3f} | "
+        f"{sum(fmt) / args.n:.3f} | {sum(rep) / args.n:.3f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def peak_rss_mb(cmd: list[str]) -> float:
         f"r = subprocess.run({cmd!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
         "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     if out[0] != "0":
         raise RuntimeError(f"{cmd} failed")
     return int(out[1]) / 1024
@@ -57,10 +59,28 @@ def write_mmstar(folder: Path, n: int) -> tuple[Path, Path]:
     with open(data, "w") as d, open(preds, "w") as p:
         for i in range(n):
             answer = rng.choice("ABCD")
-            d.write(json.dumps({"index": i, "question": f"Question {i}?\nOptions: A: one, B: two, C: three, D: four",
-                                "image": None, "answer": answer, "category": rng.choice(["math", "science"]),
-                                "l2_category": "x"}) + "\n")  # fmt: skip
-            p.write(json.dumps({"id": str(i), "response": f"Reasoning about item {i}... The answer is ({rng.choice('ABCD')})."}) + "\n")
+            d.write(
+                json.dumps(
+                    {
+                        "index": i,
+                        "question": f"Question {i}?\nOptions: A: one, B: two, C: three, D: four",
+                        "image": None,
+                        "answer": answer,
+                        "category": rng.choice(["math", "science"]),
+                        "l2_category": "x",
+                    }
+                )
+                + "\n"
+            )
+            p.write(
+                json.dumps(
+                    {
+                        "id": str(i),
+                        "response": f"Reasoning about item {i}... The answer is ({rng.choice('ABCD')}).",
+                    }
+                )
+                + "\n"
+            )
     return data, preds
 
 
@@ -68,8 +88,16 @@ def write_responses(folder: Path, n: int) -> Path:
     path = folder / f"responses_{n}.jsonl"
     with open(path, "w") as fh:
         for i in range(n):
-            fh.write(json.dumps({"id": f"r{i}", "response": f"From the figure AB = {i % 7} and BC = 4, so AC = 5. " * 4,
-                                 "annotations": [f"AB = {i % 7}", "BC = 4", "Angle B is 90 degrees"]}) + "\n")  # fmt: skip
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"r{i}",
+                        "response": f"From the figure AB = {i % 7} and BC = 4, so AC = 5. " * 4,
+                        "annotations": [f"AB = {i % 7}", "BC = 4", "Angle B is 90 degrees"],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -83,11 +111,28 @@ def main() -> None:
         rss = {}
         for n in (1000, 100_000):
             data, preds = write_mmstar(folder, n)
-            rss[("eval", n)] = peak_rss_mb([PR, "eval", "-b", "mmstar", "--data", str(data), "--predictions", str(preds),
-                                            "-o", str(folder / f"eval_{n}")])  # fmt: skip
+            rss[("eval", n)] = peak_rss_mb(
+                [
+                    PR,
+                    "eval",
+                    "-b",
+                    "mmstar",
+                    "--data",
+                    str(data),
+                    "--predictions",
+                    str(preds),
+                    "-o",
+                    str(folder / f"eval_{n}"),
+                ]
+            )
             responses = write_responses(folder, n)
-            rss[("judge", n)] = peak_rss_mb([PR, "judge", str(responses), "-o", str(folder / f"judge_{n}.jsonl")])
-        for name, label in (("eval", "pr eval --predictions (mmstar layout)"), ("judge", "pr judge (lexical)")):
+            rss[("judge", n)] = peak_rss_mb(
+                [PR, "judge", str(responses), "-o", str(folder / f"judge_{n}.jsonl")]
+            )
+        for name, label in (
+            ("eval", "pr eval --predictions (mmstar layout)"),
+            ("judge", "pr judge (lexical)"),
+        ):
             small, large = rss[(name, 1000)], rss[(name, 100_000)]
             print(f"| {label} | {small:.0f} MB | {large:.0f} MB | {100 * (large - small) / small:+.0f}% |")
 

@@ -97,16 +97,36 @@ def rows_of(path: Path) -> list[dict]:
 
 def test_accuracy_filter_keeps_only_verified_cots(tmp_path: Path) -> None:
     rows = [
-        {"id": "ok", "question": "<image>Find x.", "images": ["a.png"], "answer": "2\\sqrt{3}",
-         "cot": "From the figure, AB = 4 and BC = 2. So x = \\boxed{2\\sqrt{3}}."},
-        {"id": "wrong", "question": "<image>Find y.", "images": ["b.png"], "answer": "5",
-         "cot": "From the figure, AB = 4. So y = \\boxed{4}."},
-        {"id": "letter", "question": "<image>Which?", "images": ["c.png"], "answer": "B",
-         "cot": "In the figure, AB is parallel to CD. The answer is (B)."},
+        {
+            "id": "ok",
+            "question": "<image>Find x.",
+            "images": ["a.png"],
+            "answer": "2\\sqrt{3}",
+            "cot": "From the figure, AB = 4 and BC = 2. So x = \\boxed{2\\sqrt{3}}.",
+        },
+        {
+            "id": "wrong",
+            "question": "<image>Find y.",
+            "images": ["b.png"],
+            "answer": "5",
+            "cot": "From the figure, AB = 4. So y = \\boxed{4}.",
+        },
+        {
+            "id": "letter",
+            "question": "<image>Which?",
+            "images": ["c.png"],
+            "answer": "B",
+            "cot": "In the figure, AB is parallel to CD. The answer is (B).",
+        },
         {"id": "nocot", "question": "<image>Find z.", "images": ["d.png"], "answer": "1"},
-        {"id": "nofacts", "question": "<image>Find w.", "images": ["e.png"], "answer": "7",
-         "cot": "Therefore w = 3 + 4 = 7, so \\boxed{7}."},
-    ]  # fmt: skip
+        {
+            "id": "nofacts",
+            "question": "<image>Find w.",
+            "images": ["e.png"],
+            "answer": "7",
+            "cot": "Therefore w = 3 + 4 = 7, so \\boxed{7}.",
+        },
+    ]
     src = problems_file(tmp_path, rows)
     out = tmp_path / "out" / "annotated.jsonl"
     result = runner.invoke(app, ["annotate", str(src), "-o", str(out), "--json"])
@@ -173,9 +193,26 @@ def teacher_problems(tmp_path: Path) -> Path:
 
 
 def llm_args(url: str) -> list[str]:
-    return ["--teacher", "openai", "--teacher-base-url", url, "--teacher-model", "teacher",
-            "--extractor", "openai", "--extractor-base-url", url, "--extractor-model", "extractor",
-            "--samples", "2", "--max-retries", "1", "--timeout", "5"]  # fmt: skip
+    return [
+        "--teacher",
+        "openai",
+        "--teacher-base-url",
+        url,
+        "--teacher-model",
+        "teacher",
+        "--extractor",
+        "openai",
+        "--extractor-base-url",
+        url,
+        "--extractor-model",
+        "extractor",
+        "--samples",
+        "2",
+        "--max-retries",
+        "1",
+        "--timeout",
+        "5",
+    ]
 
 
 def test_teacher_and_extractor_over_http(tmp_path: Path) -> None:
@@ -236,15 +273,40 @@ def test_against_transformers_serve(tiny_server: dict, tmp_path: Path) -> None:
         tmp_path,
         [
             {"id": "t", "question": "<image>Find x.", "images": ["a.png"], "answer": "3"},
-            {"id": "g", "question": "<image>Find y.", "images": ["b.png"], "answer": "4",
-             "cot": "From the figure, AB = 4. So y = \\boxed{4}."},
+            {
+                "id": "g",
+                "question": "<image>Find y.",
+                "images": ["b.png"],
+                "answer": "4",
+                "cot": "From the figure, AB = 4. So y = \\boxed{4}.",
+            },
         ],
-    )  # fmt: skip
+    )
     out = tmp_path / "annotated.jsonl"
     url, model = tiny_server["base_url"], tiny_server["model"]
-    args = ["annotate", str(src), "-o", str(out), "--teacher", "openai", "--teacher-base-url", url,
-            "--teacher-model", model, "--teacher-max-tokens", "16", "--extractor", "openai",
-            "--extractor-base-url", url, "--extractor-model", model, "--timeout", "60", "--json"]  # fmt: skip
+    args = [
+        "annotate",
+        str(src),
+        "-o",
+        str(out),
+        "--teacher",
+        "openai",
+        "--teacher-base-url",
+        url,
+        "--teacher-model",
+        model,
+        "--teacher-max-tokens",
+        "16",
+        "--extractor",
+        "openai",
+        "--extractor-base-url",
+        url,
+        "--extractor-model",
+        model,
+        "--timeout",
+        "60",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -260,11 +322,17 @@ def test_converters_round_trip(tmp_path: Path) -> None:
     src = problems_file(
         tmp_path,
         [
-            {"id": f"g{i}", "question": f"<image>Find x{i}.", "images": [f"img/{i}.png"], "answer": str(i),
-             "annotations": [f"AB = {i}", "$\\angle C = 90^\\circ$"], "cot": "c"}
+            {
+                "id": f"g{i}",
+                "question": f"<image>Find x{i}.",
+                "images": [f"img/{i}.png"],
+                "answer": str(i),
+                "annotations": [f"AB = {i}", "$\\angle C = 90^\\circ$"],
+                "cot": "c",
+            }
             for i in range(3)
         ],
-    )  # fmt: skip
+    )
     ours = read_jsonl(src, AnnotatedProblem)
     for suffix in (".parquet", ".jsonl"):
         released = tmp_path / f"released{suffix}"
@@ -292,11 +360,19 @@ def test_reading_the_released_layout(tmp_path: Path) -> None:
     buf = io.BytesIO()
     PILImage.new("RGB", (20, 20), "red").save(buf, format="JPEG")
     rows = [
-        {"problem": "<image>Find f.", "answer": "14", "images": [{"bytes": buf.getvalue(), "path": None}],
-         "visual_key_info": "<info1>$JKLM$ is a parallelogram.</info1>\n<info2>$JK = 3f - 6$</info2>"},
-        {"problem": "<image>Find g.", "answer": "2", "images": [{"bytes": buf.getvalue(), "path": None}],
-         "visual_key_info": None},
-    ]  # fmt: skip
+        {
+            "problem": "<image>Find f.",
+            "answer": "14",
+            "images": [{"bytes": buf.getvalue(), "path": None}],
+            "visual_key_info": "<info1>$JKLM$ is a parallelogram.</info1>\n<info2>$JK = 3f - 6$</info2>",
+        },
+        {
+            "problem": "<image>Find g.",
+            "answer": "2",
+            "images": [{"bytes": buf.getvalue(), "path": None}],
+            "visual_key_info": None,
+        },
+    ]
     features = Features(
         {
             "problem": Value("string"),
@@ -338,10 +414,14 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path: Path, sig: str) ->
     import time
 
     rows = [
-        {"id": f"p{i:02d}", "question": f"<image>Right triangle with sides 3 and 4, case {i}.", "images": ["a.png"],
-         "answer": "5"}
+        {
+            "id": f"p{i:02d}",
+            "question": f"<image>Right triangle with sides 3 and 4, case {i}.",
+            "images": ["a.png"],
+            "answer": "5",
+        }
         for i in range(30)
-    ]  # fmt: skip
+    ]
     src = problems_file(tmp_path, rows)
     pr = str(Path(sys.executable).parent / "pr")
 

@@ -213,11 +213,20 @@ def test_normalised_jsonl_with_image_files(tmp_path: Path) -> None:
 
     make_image(tmp_path / "images" / "mmstar" / "0.png", color="red")
     record = {
-        "id": "mmstar:0", "bench": "mmstar", "split": "val", "native_id": "0",
+        "id": "mmstar:0",
+        "bench": "mmstar",
+        "split": "val",
+        "native_id": "0",
         "images": ["images/mmstar/0.png"],
-        "raw": {"index": 0, "question": "What?\nOptions: A: x, B: y, C: z, D: w", "answer": "C",
-                "category": "math", "l2_category": "geometry", "meta_info": {"source": "s"}},
-    }  # fmt: skip
+        "raw": {
+            "index": 0,
+            "question": "What?\nOptions: A: x, B: y, C: z, D: w",
+            "answer": "C",
+            "category": "math",
+            "l2_category": "geometry",
+            "meta_info": {"source": "s"},
+        },
+    }
     path = tmp_path / "mmstar.jsonl"
     path.write_text(json.dumps(record) + "\n")
     bench = get_benchmark("mmstar")
@@ -276,15 +285,32 @@ def test_openai_backend_sends_images_in_order(tmp_path: Path) -> None:
     data = fx.mmmu(tmp_path)
     out = tmp_path / "out"
     with FaultServer(reply=fake_vlm) as srv:
-        result = runner.invoke(app, eval_args("mmmu", data, out, "--backend", "openai", "--base-url", srv.base_url,
-                                              "-m", "served-vlm", "--max-new-tokens", "64"))  # fmt: skip
+        result = runner.invoke(
+            app,
+            eval_args(
+                "mmmu",
+                data,
+                out,
+                "--backend",
+                "openai",
+                "--base-url",
+                srv.base_url,
+                "-m",
+                "served-vlm",
+                "--max-new-tokens",
+                "64",
+            ),
+        )
         assert result.exit_code == 0, result.output
         first = next(r for r in srv.requests if "Which graph" in json.dumps(r))
         assert first["model"] == "served-vlm" and first["max_tokens"] == 64 and first["temperature"] == 0.0
         kinds = [p["type"] for p in first["messages"][0]["content"]]
         assert kinds == ["image_url", "text", "image_url", "text", "image_url", "text"]
-        assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in first["messages"][0]["content"]
-                   if p["type"] == "image_url")  # fmt: skip
+        assert all(
+            p["image_url"]["url"].startswith("data:image/png;base64,")
+            for p in first["messages"][0]["content"]
+            if p["type"] == "image_url"
+        )
     summary = json.loads(result.stdout)
     assert summary["accuracy"] == 100.0 and summary["backend"] == "openai"
 
@@ -293,8 +319,21 @@ def test_failed_generations_are_retried_by_the_next_run(tmp_path: Path) -> None:
     data = fx.mmstar(tmp_path)
     out = tmp_path / "out"
     with FaultServer(reply=lambda r: "B", script=["500", "500"]) as srv:
-        args = eval_args("mmstar", data, out, "--backend", "openai", "--base-url", srv.base_url, "-m", "m",
-                         "--max-retries", "1", "--concurrency", "1")  # fmt: skip
+        args = eval_args(
+            "mmstar",
+            data,
+            out,
+            "--backend",
+            "openai",
+            "--base-url",
+            srv.base_url,
+            "-m",
+            "m",
+            "--max-retries",
+            "1",
+            "--concurrency",
+            "1",
+        )
         result = runner.invoke(app, args)
         assert result.exit_code == 1 and "1 generation(s) failed" in result.output
         assert [json.loads(x)["id"] for x in (out / "failed.jsonl").read_text().splitlines()] == ["0"]
@@ -307,12 +346,29 @@ def test_failed_generations_are_retried_by_the_next_run(tmp_path: Path) -> None:
 def test_answer_judge_decides_what_rules_cannot(tmp_path: Path) -> None:
     data = fx.mmstar(tmp_path)
     preds = tmp_path / "preds.jsonl"
-    preds.write_text(json.dumps({"id": "0", "response": "It is clearly a dog."}) + "\n"
-                     + json.dumps({"id": "1", "response": "\\boxed{D}"}) + "\n")  # fmt: skip
+    preds.write_text(
+        json.dumps({"id": "0", "response": "It is clearly a dog."})
+        + "\n"
+        + json.dumps({"id": "1", "response": "\\boxed{D}"})
+        + "\n"
+    )
     out = tmp_path / "out"
     with FaultServer(reply=lambda r: "true") as srv:
-        result = runner.invoke(app, eval_args("mmstar", data, out, "--predictions", str(preds), "--answer-judge",
-                                              "--answer-judge-base-url", srv.base_url, "--answer-judge-model", "judge"))  # fmt: skip
+        result = runner.invoke(
+            app,
+            eval_args(
+                "mmstar",
+                data,
+                out,
+                "--predictions",
+                str(preds),
+                "--answer-judge",
+                "--answer-judge-base-url",
+                srv.base_url,
+                "--answer-judge-model",
+                "judge",
+            ),
+        )
         assert result.exit_code == 0, result.output
         (req,) = srv.requests  # only the undecided item was sent
         assert "**Response**: It is clearly a dog." in req["messages"][1]["content"]
@@ -352,8 +408,24 @@ def test_hub_loading_fails_clearly_offline(tmp_path: Path, monkeypatch: pytest.M
 def test_openai_backend_against_transformers_serve(tiny_server: dict, tmp_path: Path) -> None:
     data = fx.emma(tmp_path)
     out = tmp_path / "out"
-    result = runner.invoke(app, eval_args("emma", data, out, "--backend", "openai", "--base-url", tiny_server["base_url"],
-                                          "-m", tiny_server["model"], "--max-new-tokens", "8", "--timeout", "120"))  # fmt: skip
+    result = runner.invoke(
+        app,
+        eval_args(
+            "emma",
+            data,
+            out,
+            "--backend",
+            "openai",
+            "--base-url",
+            tiny_server["base_url"],
+            "-m",
+            tiny_server["model"],
+            "--max-new-tokens",
+            "8",
+            "--timeout",
+            "120",
+        ),
+    )
     assert result.exit_code == 0, result.output
     items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
     assert [i["id"] for i in items] == ["Math_1", "chem_1"] and all(
@@ -369,17 +441,57 @@ def test_a_trained_checkpoint_is_evaluated(tiny_model_dir: Path, tmp_path: Path)
     rows = []
     for i in range(4):
         make_image(tmp_path / f"{i}.png", color=(40 * i, 80, 120), size=(56, 56))
-        rows.append({"id": f"q{i}", "question": "<image>Find x.", "images": [f"{i}.png"], "answer": str(i),
-                     "annotations": ["x is given"], "category": "toy"})  # fmt: skip
+        rows.append(
+            {
+                "id": f"q{i}",
+                "question": "<image>Find x.",
+                "images": [f"{i}.png"],
+                "answer": str(i),
+                "annotations": ["x is given"],
+                "category": "toy",
+            }
+        )
     data = tmp_path / "set.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "run"
-    train = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), "--prompts-per-step", "2",
-             "--num-generations", "2", "--max-completion-length", "8", "--max-steps", "1", "--min-pixels", "3136",
-             "--max-pixels", "3136"]  # fmt: skip
+    train = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        "--prompts-per-step",
+        "2",
+        "--num-generations",
+        "2",
+        "--max-completion-length",
+        "8",
+        "--max-steps",
+        "1",
+        "--min-pixels",
+        "3136",
+        "--max-pixels",
+        "3136",
+    ]
     assert runner.invoke(app, train).exit_code == 0
-    result = runner.invoke(app, eval_args("local", data, tmp_path / "eval", "-m", str(run), "--max-new-tokens", "6",
-                                          "--prompt-style", "r1", "--device", "cpu"))  # fmt: skip
+    result = runner.invoke(
+        app,
+        eval_args(
+            "local",
+            data,
+            tmp_path / "eval",
+            "-m",
+            str(run),
+            "--max-new-tokens",
+            "6",
+            "--prompt-style",
+            "r1",
+            "--device",
+            "cpu",
+        ),
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n"] == 4 and summary["breakdown"]["category"]["toy"]["total"] == 4

@@ -83,8 +83,16 @@ def test_mathvista_rule_extraction_on_full_responses(model: str, floor: float) -
 
 
 def test_mmmu_parser_on_the_authors_example_outputs(tmp_path: Path) -> None:
-    summary = run_eval("-b", "mmmu", "--data", str(DATA / "mmmu" / "answer_dict_val.json"),
-                       "--predictions", str(DATA / "mmmu" / "llava1.5_13b_val.json"), "-o", str(tmp_path / "out"))  # fmt: skip
+    summary = run_eval(
+        "-b",
+        "mmmu",
+        "--data",
+        str(DATA / "mmmu" / "answer_dict_val.json"),
+        "--predictions",
+        str(DATA / "mmmu" / "llava1.5_13b_val.json"),
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert summary["n"] == 900 and summary["correct"] == 324 and summary["accuracy"] == 36.0
     assert summary["methods"] == {"official_rule": 900}  # no random guess was needed
     disciplines = summary["breakdown"]["discipline"]
@@ -96,8 +104,9 @@ def test_mmmu_parser_on_the_authors_example_outputs(tmp_path: Path) -> None:
     items = [json.loads(x) for x in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
     mc = [i for i in items if answers[i["id"]]["question_type"] == "multiple-choice"]
     assert all(i["prediction"] == preds[i["id"]] for i in mc)
-    assert sum(i["correct"] for i in mc) == sum(preds[k] == v["ground_truth"] for k, v in answers.items()
-                                                if v["question_type"] == "multiple-choice")  # fmt: skip
+    assert sum(i["correct"] for i in mc) == sum(
+        preds[k] == v["ground_truth"] for k, v in answers.items() if v["question_type"] == "multiple-choice"
+    )
 
 
 def test_mmmu_pro_gpt4o_standard_outputs_score_55(tmp_path: Path) -> None:
@@ -144,8 +153,16 @@ def test_wemath_metrics_on_a_constructed_full_run(tmp_path: Path) -> None:
     preds = predictions(
         tmp_path / "preds.jsonl", {k: f"<Thought process>: ... <Answer>: <{v}>" for k, v in chosen.items()}
     )
-    summary = run_eval("-b", "wemath", "--data", str(DATA / "wemath" / "testmini.json"), "--predictions", str(preds),
-                       "-o", str(tmp_path / "out"))  # fmt: skip
+    summary = run_eval(
+        "-b",
+        "wemath",
+        "--data",
+        str(DATA / "wemath" / "testmini.json"),
+        "--predictions",
+        str(preds),
+        "-o",
+        str(tmp_path / "out"),
+    )
     ok = {str(r["question number"]): chosen[str(r["question number"])] == r["answer"] for r in rows}
     assert summary["n"] == 1740 and summary["correct"] == sum(ok.values())
 

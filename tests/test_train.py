@@ -22,9 +22,21 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 SMALL = [
-    "--prompts-per-step", "2", "--num-generations", "4", "--per-device-batch-size", "8",
-    "--max-completion-length", "12", "--min-pixels", "3136", "--max-pixels", "12544", "--seed", "0",
-]  # fmt: skip
+    "--prompts-per-step",
+    "2",
+    "--num-generations",
+    "4",
+    "--per-device-batch-size",
+    "8",
+    "--max-completion-length",
+    "12",
+    "--min-pixels",
+    "3136",
+    "--max-pixels",
+    "12544",
+    "--seed",
+    "0",
+]
 
 
 def annotated_set(folder: Path, n: int = 6, annotations: list[str] | None = None) -> Path:
@@ -155,8 +167,25 @@ def test_missing_tracker_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) 
 def test_lora_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
-    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL, "--max-steps", "2",
-            "--lora", "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"]  # fmt: skip
+    args = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        *SMALL,
+        "--max-steps",
+        "2",
+        "--lora",
+        "--lora-r",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--lora-targets",
+        "q_proj,v_proj",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
@@ -178,9 +207,27 @@ def test_judge_server_down_still_completes_with_failures_logged(tiny_model_dir: 
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL, "--max-steps", "2",
-            "--judge", "openai", "--judge-base-url", dead, "--judge-max-retries", "1", "--judge-timeout", "2",
-            "--json"]  # fmt: skip
+    args = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        *SMALL,
+        "--max-steps",
+        "2",
+        "--judge",
+        "openai",
+        "--judge-base-url",
+        dead,
+        "--judge-max-retries",
+        "1",
+        "--judge-timeout",
+        "2",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["judge_failures"] == 16  # 2 steps x 8 rollouts, every one failed
@@ -197,12 +244,47 @@ def test_perception_reward_is_learned(tiny_model_dir: Path, tmp_path: Path) -> N
         tmp_path, n=8, annotations=["The figure shows a circle", "The figure shows a square"]
     )
     run = tmp_path / "run"
-    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run),
-            "--prompts-per-step", "8", "--num-generations", "8", "--per-device-batch-size", "64",
-            "--max-completion-length", "12", "--min-pixels", "3136", "--max-pixels", "3136",
-            "--max-steps", "30", "--learning-rate", "5e-3", "--warmup-ratio", "0", "--prompt-template", "plain",
-            "--w-accuracy", "0", "--w-format", "0", "--w-repetition", "0", "--w-perception", "1",
-            "--save-steps", "1000", "--seed", "0"]  # fmt: skip
+    args = [
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        "--prompts-per-step",
+        "8",
+        "--num-generations",
+        "8",
+        "--per-device-batch-size",
+        "64",
+        "--max-completion-length",
+        "12",
+        "--min-pixels",
+        "3136",
+        "--max-pixels",
+        "3136",
+        "--max-steps",
+        "30",
+        "--learning-rate",
+        "5e-3",
+        "--warmup-ratio",
+        "0",
+        "--prompt-template",
+        "plain",
+        "--w-accuracy",
+        "0",
+        "--w-format",
+        "0",
+        "--w-repetition",
+        "0",
+        "--w-perception",
+        "1",
+        "--save-steps",
+        "1000",
+        "--seed",
+        "0",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     perception = [r["rewards/perception/mean"] for r in metrics(run)]
@@ -217,10 +299,37 @@ def test_two_processes_with_accelerate_launch(tiny_model_dir: Path, tmp_path: Pa
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
     bin_dir = Path(sys.executable).parent
-    cmd = [str(bin_dir / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           str(bin_dir / "pr"), "train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run),
-           *SMALL, "--per-device-batch-size", "4", "--max-steps", "2", "--save-steps", "2", "--json"]  # fmt: skip
+    cmd = [
+        str(bin_dir / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        str(bin_dir / "pr"),
+        "train",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        *SMALL,
+        "--per-device-batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "2",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -132,8 +132,15 @@ class McNemarReport:
     inputs: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {**self.overall.as_dict(), "key": self.key, "field": self.field, "inputs": self.inputs,
-               "only_in_a": len(self.only_a), "only_in_b": len(self.only_b), "dropped": self.dropped}  # fmt: skip
+        out = {
+            **self.overall.as_dict(),
+            "key": self.key,
+            "field": self.field,
+            "inputs": self.inputs,
+            "only_in_a": len(self.only_a),
+            "only_in_b": len(self.only_b),
+            "dropped": self.dropped,
+        }
         if self.by:
             out["by"] = {
                 "field": self.by,
@@ -189,8 +196,15 @@ def run_mcnemar(cfg: McNemarConfig) -> McNemarReport:
             for v in value if isinstance(value, list) else [value]:
                 if v is not None:
                     groups[str(v)].append(i)
-        results = [(v, mcnemar([a.values[i] for i in g], [b.values[i] for i in g], method=cfg.method, alpha=cfg.alpha))
-                   for v, g in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]  # fmt: skip
+        results = [
+            (
+                v,
+                mcnemar(
+                    [a.values[i] for i in g], [b.values[i] for i in g], method=cfg.method, alpha=cfg.alpha
+                ),
+            )
+            for v, g in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        ]
         adjusted = adjust([r.p_value for _, r in results], cfg.correction)
         report.categories = [CategoryResult(v, r, p) for (v, r), p in zip(results, adjusted, strict=True)]
     return report
