@@ -63,6 +63,7 @@ class FaultServer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        self.auth: list[str] = []  # the Authorization header of each request
         self.modes_served: list[str] = []
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -108,6 +109,7 @@ class FaultServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
                     server.requests.append(body)
+                    server.auth.append(self.headers.get("Authorization", ""))
                 mode = server.next_mode()
                 if server._capacity is not None:
                     with server._capacity:

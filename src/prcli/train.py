@@ -539,18 +539,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     started = time.monotonic()
     _check_tracker(cfg.report_to)
     out = cfg.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    if is_main:
+    processor = load_processor(cfg)
+    train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, rejected_path_for(out))
+    eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be good
+    if int(os.environ.get("RANK", "0")) == 0:
         import prcli
 
         save_config(
             cfg, out / "config.yaml", extra={"prcli_version": prcli.__version__, "world_size": _world_size()}
         )
-
-    processor = load_processor(cfg)
-    train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, rejected_path_for(out))
-    eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
     if dropped:
         log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
 

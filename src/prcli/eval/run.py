@@ -311,10 +311,8 @@ def run_eval(
     started = time.monotonic()
     bench = get_benchmark(cfg.bench)
     out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
-    check_same_settings(out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
-    save_config(cfg, out / "config.yaml")
-
+    # Everything is checked before anything is written: the predictions, and every benchmark row
+    # (a pass without decoding images, which also sizes the progress bar).
     index = (
         PredictionIndex(cfg.predictions, cfg.skip_invalid, rejected_path_for(out))
         if cfg.predictions
@@ -325,6 +323,10 @@ def run_eval(
         loaded = bench.load(cfg.data, decode_images=decode_images)
         return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
 
+    total = sum(1 for _ in samples(decode_images=False))
+    check_same_settings(out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
     samples_iter = samples(decode_images=index is None)
     scorer = Scorer(bench, cfg.score_timeout)
     judge = _answer_judge(cfg)
@@ -335,7 +337,7 @@ def run_eval(
         with ResumableJsonl(out / "items.jsonl", overwrite=cfg.overwrite) as items_out:
             already = len(items_out.done)
             if on_start:
-                on_start(cfg.limit)
+                on_start(total)
             generator = None
             if index is not None:
                 chunk_size = 256
@@ -361,7 +363,8 @@ def run_eval(
                     scored = scorer.score([s for s, _ in good], [r for _, r in good])
                     items = [_item(s, r, sc) for (s, r), sc in zip(good, scored, strict=True)]
                     if judge is not None:
-                        items = _apply_judge(judge, items, [s for s, _ in good])
+                        items, judge_failures = _apply_judge(judge, items, [s for s, _ in good])
+                        failed.extend(judge_failures)
                     for item in items:
                         items_out.write(item)
                 if on_item:
@@ -429,6 +432,7 @@ def _answer_judge(cfg: EvalConfig) -> LLMClient | None:
             model=cfg.answer_judge_model,
             api_key_env=cfg.answer_judge_api_key_env,
             concurrency=cfg.concurrency,
+            timeout=cfg.timeout,
             max_retries=cfg.max_retries,
         )
     )
@@ -436,30 +440,32 @@ def _answer_judge(cfg: EvalConfig) -> LLMClient | None:
 
 def _apply_judge(
     client: LLMClient, items: list[dict[str, Any]], samples: list[Sample]
-) -> list[dict[str, Any]]:
-    """Let the LLM decide items whose response marked no answer; record what it said."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Let the LLM decide items whose response marked no answer; record what it said.
+
+    Returns (items to write, failures): an item whose judge call failed is not written, so the next
+    run asks again.
+    """
     from prcli.eval.answer_judge import judge_answer
 
-    undecided = [
-        i for i, item in enumerate(items) if item["method"] in ("raw", "empty") and not item["correct"]
-    ]
+    undecided = [i for i, item in enumerate(items) if item["method"] in UNDECIDED and not item["correct"]]
 
     async def ask() -> list[dict[str, Any]]:
         import asyncio
 
-        return list(
-            await asyncio.gather(
-                *(
-                    judge_answer(client, items[i]["response"], samples[i].answer, samples[i].choices)
-                    for i in undecided
-                )
-            )
+        calls = (
+            judge_answer(client, items[i]["response"], samples[i].answer, samples[i].choices)
+            for i in undecided
         )
+        return list(await asyncio.gather(*calls))
 
+    failed: dict[int, dict[str, Any]] = {}
     for i, verdict in zip(undecided, run_sync(ask()) if undecided else [], strict=True):
+        if verdict["error"] is not None:
+            failed[i] = {"id": items[i]["id"], "error": f"answer judge: {verdict['error']}"}
+            continue
         items[i]["judge_raw"] = verdict["raw"]
-        items[i]["judge_error"] = verdict["error"]
         if verdict["verdict"] is not None:
             items[i]["correct"] = verdict["verdict"]
             items[i]["method"] = "llm_judge"
-    return items
+    return [item for i, item in enumerate(items) if i not in failed], list(failed.values())
