@@ -42,10 +42,6 @@ def _root(
     """Perception-R1 toolkit."""
 
 
-def _not_available(command: str, issue: int) -> typer.Exit:
-    return fail(f"`pr {command}` is not available yet in this version (tracked in issue {issue}).")
-
-
 @app.command("annotate")
 @handle_errors
 @config_command(AnnotateConfig, positional=("problems",), short={"out": "-o"})
