@@ -58,6 +58,10 @@ def annotated_set(folder: Path, n: int = 6, annotations: list[str] | None = None
     return path
 
 
+def train_args(model: Path, data: Path, run: Path, *extra: str) -> list[str]:
+    return ["train", "-m", str(model), "--data", str(data), "-o", str(run), *SMALL, *extra]
+
+
 def metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -100,18 +104,7 @@ def test_a_few_steps_give_a_reloadable_checkpoint(tiny_model_dir: Path, tmp_path
 def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
-    base = [
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        *SMALL,
-        "--save-steps",
-        "1",
-    ]
+    base = train_args(tiny_model_dir, data, run, "--save-steps", "1")
     assert runner.invoke(app, [*base, "--max-steps", "2"]).exit_code == 0
     result = runner.invoke(app, [*base, "--max-steps", "4", "--resume", "--json"])
     assert result.exit_code == 0, result.output
@@ -125,20 +118,7 @@ def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -
 def test_kl_is_logged_when_on(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
-    args = [
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        *SMALL,
-        "--max-steps",
-        "2",
-        "--beta",
-        "0.04",
-    ]
+    args = train_args(tiny_model_dir, data, run, "--max-steps", "2", "--beta", "0.04")
     assert runner.invoke(app, args).exit_code == 0
     assert all(isinstance(r.get("kl"), float) for r in metrics(run))
 
@@ -149,33 +129,17 @@ def test_missing_tracker_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
     data = annotated_set(tmp_path)
-    args = [
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(tmp_path / "r"),
-        "--report-to",
-        "wandb",
-    ]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, train_args(tiny_model_dir, data, tmp_path / "r", "--report-to", "wandb"))
     assert result.exit_code == 1 and "needs the wandb package: pip install wandb" in result.output
 
 
 def test_lora_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
-    args = [
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        *SMALL,
+    args = train_args(
+        tiny_model_dir,
+        data,
+        run,
         "--max-steps",
         "2",
         "--lora",
@@ -185,7 +149,7 @@ def test_lora_run(tiny_model_dir: Path, tmp_path: Path) -> None:
         "8",
         "--lora-targets",
         "q_proj,v_proj",
-    ]
+    )
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
@@ -207,15 +171,10 @@ def test_judge_server_down_still_completes_with_failures_logged(tiny_model_dir: 
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    args = [
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        *SMALL,
+    args = train_args(
+        tiny_model_dir,
+        data,
+        run,
         "--max-steps",
         "2",
         "--judge",
@@ -227,7 +186,7 @@ def test_judge_server_down_still_completes_with_failures_logged(tiny_model_dir: 
         "--judge-timeout",
         "2",
         "--json",
-    ]
+    )
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["judge_failures"] == 16  # 2 steps x 8 rollouts, every one failed
@@ -244,47 +203,13 @@ def test_perception_reward_is_learned(tiny_model_dir: Path, tmp_path: Path) -> N
         tmp_path, n=8, annotations=["The figure shows a circle", "The figure shows a square"]
     )
     run = tmp_path / "run"
-    args = [
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        "--prompts-per-step",
-        "8",
-        "--num-generations",
-        "8",
-        "--per-device-batch-size",
-        "64",
-        "--max-completion-length",
-        "12",
-        "--min-pixels",
-        "3136",
-        "--max-pixels",
-        "3136",
-        "--max-steps",
-        "30",
-        "--learning-rate",
-        "5e-3",
-        "--warmup-ratio",
-        "0",
-        "--prompt-template",
-        "plain",
-        "--w-accuracy",
-        "0",
-        "--w-format",
-        "0",
-        "--w-repetition",
-        "0",
-        "--w-perception",
-        "1",
-        "--save-steps",
-        "1000",
-        "--seed",
-        "0",
-    ]
+    flags = (
+        "--prompts-per-step 8 --num-generations 8 --per-device-batch-size 64 --max-completion-length 12 "
+        "--min-pixels 3136 --max-pixels 3136 --max-steps 30 --learning-rate 5e-3 --warmup-ratio 0 "
+        "--prompt-template plain --w-accuracy 0 --w-format 0 --w-repetition 0 --w-perception 1 "
+        "--save-steps 1000 --seed 0"
+    )
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *flags.split()]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     perception = [r["rewards/perception/mean"] for r in metrics(run)]
