@@ -152,6 +152,8 @@ def test_mmmu_fixture_interleaves_images_by_first_mention(tmp_path: Path) -> Non
         score("mmmu", mc, "I think it is the first one, definitely the first")["prediction"] == "B"
     )  # option text
     assert score("mmmu", op, "There are 3 colours.")["correct"]
+    assert score("mmmu", mc, "so \\boxed{the first}")["prediction"] == "B"  # the option text, boxed
+    assert score("mmmu", mc, "<answer>\\boxed{B. the first}</answer>")["prediction"] == "B"
     guess = score("mmmu", mc, "no idea")
     assert guess["method"] == "random" and guess == score("mmmu", mc, "no idea")  # seeded by the item id
 
@@ -168,6 +170,9 @@ def test_mmmu_pro_fixture_and_mean_of_settings(tmp_path: Path) -> None:
         "<img>Write out the multiple-choice question"
     )
     assert score("mmmu_pro", std, "Reasoning...\nAnswer: C")["correct"]
+    # r1/cot styles: no "Answer:" line; what the answer block commits to counts, not stray capitals
+    r1 = "<think>\nIt could be A or I... So it must be C. I am sure.\n</think>\n<answer>\n\\boxed{C}\n</answer>"
+    assert score("mmmu_pro", std, r1)["prediction"] == "C"
     summary = bench.aggregate(
         [
             {"correct": True, "setting": "standard10"},
@@ -495,3 +500,51 @@ def test_a_trained_checkpoint_is_evaluated(tiny_model_dir: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n"] == 4 and summary["breakdown"]["category"]["toy"]["total"] == 4
+
+
+def test_mathvista_reads_numbers_written_with_latex_and_units(tmp_path: Path) -> None:
+    bench = get_benchmark("mathvista")
+    s1, _, s3 = bench.load(fx.mathvista(tmp_path))
+    assert score("mathvista", s1, "<answer>\\boxed{5 \\text{ cm}}</answer>")["prediction"] == "5"
+    assert score("mathvista", s1, "so \\boxed{AB = 5}")["correct"]
+    assert score("mathvista", s3, "\\boxed{\\frac{5}{2}}")["correct"]  # 2.5 at one decimal place
+    assert score("mathvista", s1, "\\boxed{inf}")["prediction"] is None  # not a crash
+
+
+def test_normalised_mmmu_pro_keeps_the_setting_and_image_numbers(tmp_path: Path) -> None:
+    from conftest import make_image
+
+    for name, color in (("a", "red"), ("b", "blue")):
+        make_image(tmp_path / f"{name}.png", color=color)
+    options = str(["<image 2>", "<image 1>"] + [f"o{i}" for i in range(8)])
+    rows = [
+        {"id": "mmmu_pro:x:standard10", "bench": "mmmu_pro", "subset": "standard10", "images": ["b.png", "a.png"],
+         "image_tokens": ["<image 2>", "<image 1>"],
+         "raw": {"id": "x", "question": "Which?", "options": options, "answer": "A", "subject": "Art"}},
+        {"id": "mmmu_pro:x:vision", "bench": "mmmu_pro", "subset": "vision", "images": ["a.png"], "image_tokens": None,
+         "raw": {"id": "x", "options": options, "answer": "A", "subject": "Art"}},
+    ]  # fmt: skip
+    path = tmp_path / "mmmu_pro.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench = get_benchmark("mmmu_pro")
+    std, vis = bench.load(path)
+    assert (std.id, vis.id) == ("x:standard10", "x:vision")
+    assert std.images == ["a.png", "b.png"]  # slot k holds the file of <image k>
+    parts = bench.prompt_parts(std, "official")
+    assert images_in(parts) == [1, 0] and "A. <image 2>" not in text_of(parts)
+    assert text_of(bench.prompt_parts(vis, "official")).startswith(
+        "<img>Write out the multiple-choice question"
+    )
+
+
+def test_a_dotted_output_folder_is_guarded_like_any_other(tmp_path: Path) -> None:
+    data = fx.mmstar(tmp_path)
+    first = tmp_path / "p1.jsonl"
+    second = tmp_path / "p2.jsonl"
+    first.write_text(json.dumps({"id": "0", "response": "B"}) + "\n")
+    second.write_text(json.dumps({"id": "0", "response": "A"}) + "\n")
+    out = tmp_path / "evals" / "qwen2.5-vl-7b"
+    assert runner.invoke(app, eval_args("mmstar", data, out, "--predictions", str(first))).exit_code == 0
+    assert (out / "config.yaml").exists() and not (tmp_path / "evals" / "qwen2.5-vl-7b.config.yaml").exists()
+    result = runner.invoke(app, eval_args("mmstar", data, out, "--predictions", str(second)))
+    assert result.exit_code == 1 and "was made with other settings" in result.output

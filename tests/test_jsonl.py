@@ -19,10 +19,10 @@ from prcli.jsonl import (
     ResumableJsonl,
     check_jsonl,
     read_jsonl,
-    rejected_path_for,
     write_jsonl_atomic,
 )
 from prcli.records import AnnotatedProblem, Judgement, Problem, Response
+from prcli.runs import sibling
 
 
 def write_lines(path: Path, lines: list[str | bytes]) -> Path:
@@ -175,7 +175,7 @@ def test_skip_invalid_writes_rejected_lines_and_keeps_going(data_dir: Path) -> N
         data_dir / "p.jsonl", [problem(1), "{broken", problem(3, images=["img/none.png"]), problem(4)]
     )
     out = data_dir / "out" / "annotated.jsonl"
-    rejected = rejected_path_for(out)
+    rejected = sibling(out, ".rejected.jsonl")
     assert rejected == data_dir / "out" / "annotated.rejected.jsonl"
     checked = check_jsonl(path, Problem, skip_invalid=True, rejected_path=rejected)
     assert [r.id for r in checked] == ["p1", "p4"]
@@ -191,9 +191,9 @@ def test_skip_invalid_with_nothing_valid_is_still_an_error(data_dir: Path) -> No
     assert msgs[-1] == f"{path}: no valid records"
 
 
-def test_rejected_path_for_folders_and_other_suffixes(tmp_path: Path) -> None:
-    assert rejected_path_for(tmp_path / "evalout") == tmp_path / "evalout" / "rejected.jsonl"
-    assert rejected_path_for(tmp_path / "x.json") == tmp_path / "x.json.rejected.jsonl"
+def test_side_files_of_outputs(tmp_path: Path) -> None:
+    assert sibling(tmp_path / "x.json", ".rejected.jsonl") == tmp_path / "x.json.rejected.jsonl"
+    assert sibling(tmp_path / "qwen2.5-vl.jsonl", ".config.yaml") == tmp_path / "qwen2.5-vl.config.yaml"
 
 
 def test_images_written_relative_to_the_output_folder(data_dir: Path, tmp_path: Path) -> None:

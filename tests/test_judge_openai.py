@@ -55,6 +55,18 @@ def test_structured_outputs_fall_back_to_text_when_the_server_rejects_them(tmp_p
         assert len(srv.requests) == 3
 
 
+def test_other_client_errors_keep_structured_outputs_on(tmp_path: Path) -> None:
+    """A 400 for another reason (here: the context is too long) fails that item only."""
+    with FaultServer(reply=two_of_three, script=["400"]) as srv:
+        judge = build_judge(config(srv, tmp_path, cache=False))
+        first = judge.judge_many_sync([ITEM])
+        second = judge.judge_many_sync([JudgeItem("p2", ANNS, "x")])
+        assert first[0].score is None and "maximum context length" in (first[0].error or "")
+        assert second[0].score == pytest.approx(2 / 3)
+        assert all("structured_outputs" in r for r in srv.requests)  # still constrained
+        assert len(srv.requests) == 2
+
+
 @pytest.mark.parametrize(
     ("mode", "body"),
     [
@@ -191,3 +203,27 @@ def test_items_without_annotations_are_not_sent(tmp_path: Path) -> None:
         (j,) = judge.judge_many_sync([JudgeItem("p", [], "anything")])
         assert j.score is None and j.error is None and not srv.requests
         assert judge.stats.no_annotations == 1
+
+
+def test_fractional_verdicts_are_kept_and_cached(tmp_path: Path) -> None:
+    """The official parser keeps a value such as 0.5 (clamped); so do we, in the record and the cache."""
+    with FaultServer(reply=lambda r: "<info1>1</info1>\n<info2>0.5</info2>") as srv:
+        (j,) = build_judge(config(srv, tmp_path, structured="off")).judge_many_sync([ITEM])
+        assert j.verdicts == [1, 0.5, 0] and j.score == pytest.approx(0.5)
+        again = build_judge(config(srv, tmp_path, structured="off"))
+        (k,) = again.judge_many_sync([ITEM])
+        assert k.model_dump() == j.model_dump() and again.stats.cache_hits == 1
+
+
+def test_repeated_runs_reuse_connections(tmp_path: Path) -> None:
+    """Sync callers share one event loop, so its HTTP client (and sockets) is made once, not per call."""
+    import os
+
+    with FaultServer(reply=two_of_three) as srv:
+        judge = build_judge(config(srv, tmp_path, cache=False, concurrency=4))
+        judge.judge_many_sync([ITEM] * 4)
+        before = len(os.listdir("/proc/self/fd"))
+        for i in range(40):
+            judge.judge_many_sync([JudgeItem(f"r{i}-{k}", ANNS, "AB = 3") for k in range(4)])
+        assert len(os.listdir("/proc/self/fd")) - before < 10
+        assert len(judge.client._per_loop) == 1  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,18 @@ def test_weights_default_to_the_released_run() -> None:
     assert total_reward(1.0, 1.0, None, 0.0) == pytest.approx(1.0)  # no perception score adds nothing
     custom = RewardWeights(accuracy=1.0, format=0.5, perception=0.3, repetition=0.5)
     assert total_reward(1.0, 1.0, 1.0, -2.0, custom) == pytest.approx(1.0 + 0.5 + 0.3 - 1.0)
+
+
+def test_workers_that_cannot_start_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that dies before it is ready (here: a Python that cannot import prcli) is not
+    respawned forever: after a few tries the pool says why."""
+    from prcli.sandbox import SandboxError
+
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'No module named prcli' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr("prcli.sandbox.sys.executable", str(broken))
+    pool = VerifierPool(workers=1, timeout=2)
+    with pytest.raises(SandboxError, match="cannot start:\nNo module named prcli"):
+        pool.map([("1", "1")])
+    assert pool.stats.restarts < 5

@@ -324,3 +324,35 @@ def test_bad_training_data_is_reported_before_anything_runs(tiny_model_dir: Path
     assert result.exit_code == 1
     assert f"{data}:7: annotations: required field is missing" in result.output
     assert not (run / "metrics.jsonl").exists()
+
+
+def test_failed_judgements_move_no_advantage() -> None:
+    from prcli.records import Judgement
+    from prcli.train import neutral_failures
+
+    def j(score: float | None, error: str | None = None) -> Judgement:
+        return Judgement(id="x", verdicts=[], score=score, error=error)
+
+    groups = ["a", "a", "a", "b", "b", "c"]
+    judgements = [j(1.0), j(0.5), j(None, "HTTP 500"), j(None, "timeout"), j(None, "timeout"), j(None)]
+    assert neutral_failures(groups, judgements) == [1.0, 0.5, 0.75, None, None, None]
+
+
+def test_each_batch_is_scored_on_its_own() -> None:
+    """Batches are told apart by identity, not by id(), which Python reuses for a new list."""
+    import asyncio
+
+    from prcli.judge import JudgeConfig, build_judge
+    from prcli.train import PerceptionRewards
+    from prcli.verify import VerifierPool
+
+    with VerifierPool(workers=1) as pool:
+        rewards = PerceptionRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
+        accuracy = rewards.functions()[0]
+
+        async def step(answer: str) -> list[float | None]:
+            completions = [[{"role": "assistant", "content": "\\boxed{5}"}]]
+            return await accuracy(["p"], completions, answer=[answer], annotations=[["x"]], id=["q"])
+
+        results = [asyncio.run(step(a)) for a in ["5", "6", "5", "6", "5", "6"]]
+    assert results == [[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]]

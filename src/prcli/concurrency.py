@@ -35,27 +35,48 @@ async def ordered_window(
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The process's one event loop for sync callers, running in a daemon thread.
+
+    One loop for the whole run means HTTP clients and their connections are made once and reused
+    (a fresh loop per call would leave a client, and its sockets, behind every time).
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="prcli-async", daemon=True).start()
+        return _loop
+
+
 def run_sync(coro: Coroutine[Any, Any, R]) -> R:
-    """Run a coroutine to completion from sync code, also when an event loop is already running
-    in this thread (notebooks): then it runs on a fresh loop in a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
+    """Run a coroutine to completion from sync code (also from inside a running loop, e.g. a notebook).
 
-    def target() -> None:
+    Ctrl-C cancels the coroutine and waits until it has unwound, so whatever it writes is finished
+    before the caller goes on.
+    """
+    loop = background_loop()
+    if threading.current_thread().name == "prcli-async":
+        raise RuntimeError("run_sync() called from a coroutine on its own loop; await the coroutine instead")
+    finished = threading.Event()
+
+    async def guarded() -> R:
         try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
+            return await coro
+        finally:
+            finished.set()
 
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        finished.wait(timeout=60)
+        raise
 
 
 class MicroBatcher(Generic[T, R]):

@@ -199,16 +199,6 @@ def find_duplicates(path: Path, key: str, keyed_lines: array) -> list[tuple[int,
     return out
 
 
-def rejected_path_for(output: str | Path) -> Path:
-    """`out.jsonl` -> `out.rejected.jsonl`; a folder output gets `rejected.jsonl` inside it."""
-    out = Path(output)
-    if out.suffix == ".jsonl":
-        return out.with_name(out.stem + ".rejected.jsonl")
-    if out.suffix:
-        return out.with_name(out.name + ".rejected.jsonl")
-    return out / "rejected.jsonl"
-
-
 @dataclass
 class CheckedInput(Generic[T]):
     """A validated JSONL input; iterating streams its valid records (a second pass over the file)."""

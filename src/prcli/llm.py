@@ -22,6 +22,7 @@ from pydantic import Field
 from prcli.config import StageConfig
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+CONSTRAINT_FIELDS = ("structured_outputs", "guided_", "response_format", "json_schema")
 
 
 class LLMConfig(StageConfig):
@@ -50,6 +51,14 @@ class ChatResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def rejected_constraints(self) -> bool:
+        """The server refused the request because of a structured-output field it does not know
+        (vLLM's `structured_outputs`/`guided_*`, or `response_format`) - not for any other 4xx."""
+        if self.status not in (400, 422) or not self.error:
+            return False
+        return any(field in self.error for field in CONSTRAINT_FIELDS)
 
 
 @dataclass
@@ -117,8 +126,13 @@ class LLMClient:
         import openai
         from openai.types.chat import ChatCompletion
 
-        client, semaphore = self._resources()
         key = _api_key(self.config.api_key_env)
+        try:
+            client, semaphore = self._resources()
+        except Exception as exc:  # e.g. no file descriptors left: a failed request, not a crash
+            self.stats.requests += 1
+            self.stats.failed += 1
+            return ChatResult(None, error=redact(f"client error: {type(exc).__name__}: {exc}", key))
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,

@@ -130,10 +130,11 @@ class Response(Record):
 
 
 class Judgement(Record):
-    """Output of `pr judge`: one verdict per annotation; `score` is None when judging failed."""
+    """Output of `pr judge`: one verdict per annotation (0 or 1; a judge that answers a fraction keeps
+    it, clamped to [0, 1], as the official parser does); `score` is None when judging failed."""
 
     id: Id
-    verdicts: list[int]
+    verdicts: list[int | float]
     score: float | None
     raw: str | None = None
     error: str | None = None

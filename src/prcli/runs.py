@@ -11,14 +11,13 @@ from prcli.config import load_config_file, plain_values
 from prcli.jsonl import InputError, LineProblem
 
 
-def sibling(output: str | Path, suffix: str) -> Path:
-    """`out.jsonl` + `.config.yaml` -> `out.config.yaml`; for a folder output, `folder/config.yaml`."""
-    out = Path(output)
-    if out.suffix == ".jsonl":
-        return out.with_name(out.stem + suffix)
-    if out.suffix:
-        return out.with_name(out.name + suffix)
-    return out / suffix.lstrip(".")
+def sibling(output_file: str | Path, suffix: str) -> Path:
+    """A side file of an output file: `out.jsonl` + `.config.yaml` -> `out.config.yaml`.
+
+    (Folder outputs - `pr eval`, `pr train` - keep their side files inside the folder.)
+    """
+    out = Path(output_file)
+    return out.with_name((out.stem if out.suffix == ".jsonl" else out.name) + suffix)
 
 
 def _has_results(output: Path) -> bool:
@@ -27,12 +26,14 @@ def _has_results(output: Path) -> bool:
     return output.exists() and output.stat().st_size > 0
 
 
-def check_same_settings(output: Path, config: BaseModel, keys: Iterable[str], *, overwrite: bool) -> None:
-    """Refuse to resume an output that was made with settings that change results.
+def check_same_settings(
+    saved: Path, output: Path, config: BaseModel, keys: Iterable[str], *, overwrite: bool
+) -> None:
+    """Refuse to resume `output` (a file or a folder) made with settings that change results, as
+    recorded in `saved`.
 
     Resuming skips finished ids; mixing, say, two judge models in one file would be silent garbage.
     """
-    saved = sibling(output, ".config.yaml")
     if overwrite or not saved.exists() or not _has_results(output):
         return
     before = load_config_file(saved)

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -23,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
+
+from prcli.errors import StageError
 
 Task = tuple[int, str, list[Any]]
 
@@ -58,6 +61,7 @@ def _worker_main() -> None:
 @dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen[str]
+    stderr: Any  # a temporary file: what a worker that cannot start says about it
     ready: bool = False
     task: Task | None = None
     started: float = 0.0
@@ -76,6 +80,13 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2)))
 
 
+MAX_STARTUP_FAILURES = 3
+
+
+class SandboxError(StageError):
+    """The worker processes cannot run at all (for example prcli is not importable in them)."""
+
+
 class SandboxPool:
     """Long-lived worker processes that run `module:function` calls under a per-call timeout.
 
@@ -89,6 +100,7 @@ class SandboxPool:
         self.stats = PoolStats()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._startup_failures = 0
 
     def call(self, fn: str, args_list: Sequence[Sequence[Any]], default: Any = None) -> list[Any]:
         """`fn(*args)` for each args (JSON-able in and out); `default` where it timed out or raised."""
@@ -119,16 +131,17 @@ class SandboxPool:
 
     def _spawn(self) -> _Worker:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the worker (_kill, close)
         proc = subprocess.Popen(
             [sys.executable, "-m", "prcli.sandbox"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             text=True,
             encoding="utf-8",
             env=env,
         )
-        return _Worker(proc)
+        return _Worker(proc, stderr)
 
     def _send(self, worker: _Worker, task: Task, queue: deque[Task]) -> None:
         key, fn, args = task
@@ -144,6 +157,15 @@ class SandboxPool:
 
     def _receive(self, worker: _Worker, results: list[Any]) -> None:
         line = worker.process.stdout.readline()  # type: ignore[union-attr]
+        if not line and not worker.ready:  # it could not even start: do not respawn it forever
+            self._startup_failures += 1
+            if self._startup_failures >= MAX_STARTUP_FAILURES:
+                worker.stderr.seek(0)
+                said = worker.stderr.read().decode("utf-8", errors="replace").strip()[-2000:]
+                self.close()
+                raise SandboxError(
+                    f"scoring workers (`{sys.executable} -m prcli.sandbox`) cannot start:\n{said}"
+                )
         if not line:  # the worker died (e.g. out of memory): its call keeps the default
             if worker.task is not None:
                 self.stats.timeouts += 1
@@ -153,6 +175,7 @@ class SandboxPool:
         msg = json.loads(line)
         if msg.get("ready"):
             worker.ready = True
+            self._startup_failures = 0
             return
         result = msg["result"]
         self.stats.longest = max(self.stats.longest, time.monotonic() - worker.started)
@@ -166,7 +189,7 @@ class SandboxPool:
     def _kill(self, worker: _Worker) -> None:
         worker.process.kill()
         worker.process.wait(timeout=5)
-        for stream in (worker.process.stdin, worker.process.stdout):
+        for stream in (worker.process.stdin, worker.process.stdout, worker.stderr):
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]
 
@@ -185,8 +208,9 @@ class SandboxPool:
             except subprocess.TimeoutExpired:
                 w.process.kill()
                 w.process.wait()
-            with contextlib.suppress(OSError):
-                w.process.stdout.close()  # type: ignore[union-attr]
+            for stream in (w.process.stdout, w.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()  # type: ignore[union-attr]
         self._workers = []
 
     def __enter__(self) -> SandboxPool:

@@ -132,7 +132,16 @@ class FaultServer:
                     key = self.headers.get("Authorization", "").removeprefix("Bearer ")
                     self._send(401, {"error": {"message": f"Incorrect API key provided: {key}"}})
                     return
-                if mode in ("500", "429", "400", "422"):
+                if mode == "422":  # like `transformers serve`: a field it does not know
+                    unknown = sorted(
+                        k for k in body if k in ("structured_outputs", "guided_regex", "response_format")
+                    )
+                    self._send(422, {"detail": f"Unexpected fields in the request: {set(unknown) or '{}'}"})
+                    return
+                if mode == "400":
+                    self._send(400, {"error": {"message": "injected 400: maximum context length exceeded"}})
+                    return
+                if mode in ("500", "429"):
                     self._send(int(mode), {"error": {"message": f"injected {mode}", "type": "injected"}})
                     return
                 if mode == "malformed":

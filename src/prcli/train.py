@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from prcli.config import StageConfig, save_config
 from prcli.errors import StageError
-from prcli.jsonl import check_jsonl, rejected_path_for
+from prcli.jsonl import check_jsonl
 from prcli.judge.core import Backend, FailurePolicy, Judge, JudgeConfig, JudgeItem, Structured, build_judge
 from prcli.models import resolve_model
 from prcli.prompts import render_template, user_content
@@ -66,7 +66,8 @@ class TrainConfig(StageConfig):
     )
     judge_cache: bool = Field(True, description="Reuse judgements from the persistent cache.")
     failure_policy: FailurePolicy = Field(
-        "skip", description="A failed judgement's perception reward: skip (None, ignored by GRPO) or zero."
+        "skip",
+        description="A failed judgement's perception reward: skip (its group's mean, so no advantage) or zero.",
     )
 
     # rewards
@@ -266,8 +267,27 @@ def completion_text(completion: Any) -> str:
 
 @dataclass
 class _Batch:
-    key: int
+    completions: list[Any]  # the batch itself: identity, not id(), which Python reuses once freed
     task: asyncio.Future[dict[str, list[float | None]]]
+
+
+def neutral_failures(group_ids: list[str], judgements: list[Any]) -> list[float | None]:
+    """Perception rewards in which failed judgements (policy `skip`) do not move the advantages.
+
+    TRL adds the weighted rewards with nansum, so a None would count as 0 and penalise that rollout
+    against its group. A failed rollout gets instead the mean score of its group's judged rollouts
+    (no advantage from perception); a group without any judged rollout stays None for all, which
+    shifts every member equally and so changes nothing either.
+    """
+    scores: list[float | None] = [j.score for j in judgements]
+    by_group: dict[str, list[float]] = {}
+    for gid, score in zip(group_ids, scores, strict=True):
+        if score is not None:
+            by_group.setdefault(gid, []).append(score)
+    for i, (gid, j) in enumerate(zip(group_ids, judgements, strict=True)):
+        if j.score is None and j.error is not None and by_group.get(gid):
+            scores[i] = sum(by_group[gid]) / len(by_group[gid])
+    return scores
 
 
 class PerceptionRewards:
@@ -315,9 +335,10 @@ class PerceptionRewards:
     async def _values(
         self, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        key = id(completions)
-        if self._batch is None or self._batch.key != key:
-            self._batch = _Batch(key, asyncio.ensure_future(self._compute(prompts, completions, kwargs)))
+        if self._batch is None or self._batch.completions is not completions:
+            self._batch = _Batch(
+                completions, asyncio.ensure_future(self._compute(prompts, completions, kwargs))
+            )
         return await self._batch.task
 
     async def _compute(
@@ -340,7 +361,7 @@ class PerceptionRewards:
         values: dict[str, list[float | None]] = {
             "accuracy": [1.0 if v else 0.0 for v in verdicts],
             "format": [format_reward(t) for t in texts],
-            "perception": [j.score for j in judgements],
+            "perception": neutral_failures(ids, judgements),
             "repetition": [repetition_penalty(t, self.ngram_size, self.ngram_max_penalty) for t in texts],
         }
         failures = self.judge.stats.failures - failures_before
@@ -540,7 +561,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     _check_tracker(cfg.report_to)
     out = cfg.output_dir
     processor = load_processor(cfg)
-    train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, rejected_path_for(out))
+    train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, out / "rejected.jsonl")
     eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
     out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be good
     if int(os.environ.get("RANK", "0")) == 0:

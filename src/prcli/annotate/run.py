@@ -31,8 +31,8 @@ from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import ordered_window, run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
 from prcli.images import file_digest, image_message
-from prcli.jsonl import ResumableJsonl, check_jsonl, rejected_path_for, reorder_jsonl, write_jsonl_atomic
-from prcli.llm import LLMClient, LLMConfig
+from prcli.jsonl import ResumableJsonl, check_jsonl, reorder_jsonl, write_jsonl_atomic
+from prcli.llm import ChatResult, LLMClient, LLMConfig
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
 from prcli.runs import check_same_settings, sibling
@@ -183,8 +183,8 @@ class Annotator:
 
     async def _cached_chat(
         self, backend: Any, key: str, messages: list[dict[str, Any]], **kw: Any
-    ) -> tuple[str | None, str | None]:
-        """(text, error); a cached answer costs no call, failures are never cached."""
+    ) -> tuple[str | None, ChatResult | None]:
+        """(text, the call's result or None for a cache hit); failures are never cached."""
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -192,10 +192,10 @@ class Annotator:
                 return hit["text"], None
         result = await backend.chat(messages, **kw)
         if not result.ok:
-            return None, result.error
+            return None, result
         if self.cache is not None:
             self.cache.put(key, {"text": result.text})
-        return result.text, None
+        return result.text, result
 
     async def _correct(self, cot: str, answer: str) -> bool:
         return await self.verifier.verify(answer_content(cot), answer)
@@ -223,7 +223,7 @@ class Annotator:
                 max_tokens=self.cfg.teacher_max_tokens,
                 attempt=attempt,
             )
-            cot, error = await self._cached_chat(
+            cot, result = await self._cached_chat(
                 self.teacher,
                 key,
                 messages,
@@ -232,7 +232,7 @@ class Annotator:
                 seed=attempt,
             )
             if cot is None:
-                errors.append(error or "no answer")
+                errors.append(result.error if result is not None and result.error else "no answer")
                 continue
             if not self.cfg.filter or await self._correct(cot, problem.answer):
                 return cot, "teacher", attempt + 1, None
@@ -264,19 +264,18 @@ class Annotator:
                 "type": "json_schema",
                 "json_schema": {"name": "annotations", "schema": schema, "strict": True},
             }
-        text, error = await self._cached_chat(self.extractor, key, messages, **kwargs)
+        text, result = await self._cached_chat(self.extractor, key, messages, **kwargs)
         if (
             text is None
+            and result is not None
+            and result.rejected_constraints
             and self.cfg.structured == "auto"
-            and self._structured != "off"
-            and error
-            and (error.startswith("HTTP 400") or error.startswith("HTTP 422"))
         ):
             self._structured = "off"  # the server does not take vLLM's field: parse free text from now on
             kwargs.pop("extra_body", None)
-            text, error = await self._cached_chat(self.extractor, key, messages, **kwargs)
+            text, result = await self._cached_chat(self.extractor, key, messages, **kwargs)
         if text is None:
-            return None, error
+            return None, result.error if result is not None else "no answer"
         return clean_annotations(parse_annotations(text), **limits), None
 
     async def process(self, problem: Problem) -> _Outcome:
@@ -318,9 +317,12 @@ def run_annotate(
 ) -> AnnotateSummary:
     started = time.monotonic()
     problems = check_jsonl(
-        cfg.problems, Problem, skip_invalid=cfg.skip_invalid, rejected_path=rejected_path_for(cfg.out)
+        cfg.problems,
+        Problem,
+        skip_invalid=cfg.skip_invalid,
+        rejected_path=sibling(cfg.out, ".rejected.jsonl"),
     )
-    check_same_settings(cfg.out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
+    check_same_settings(sibling(cfg.out, ".config.yaml"), cfg.out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
     save_config(
         cfg,
         sibling(cfg.out, ".config.yaml"),

@@ -270,12 +270,25 @@ class Benchmark:
 
 
 def _unwrap_normalised(row: dict[str, Any]) -> dict[str, Any]:
-    """Our normalised JSONL (benchmarks.md 10.2) keeps the original record in `raw`."""
-    if isinstance(row, dict) and "raw" in row and "bench" in row and isinstance(row["raw"], dict):
-        merged = dict(row["raw"])
-        merged.setdefault("__images__", row.get("images"))
-        return merged
-    return row
+    """Our normalised JSONL (benchmarks.md 10.2) keeps the original record in `raw`, the config or
+    setting in `subset`, and image files in `images` ordered as `image_tokens` say."""
+    if not (isinstance(row, dict) and "raw" in row and "bench" in row and isinstance(row["raw"], dict)):
+        return row
+    merged = dict(row["raw"])
+    if row.get("subset"):
+        merged.setdefault("__config__", row["subset"])
+    images, tokens = row.get("images"), row.get("image_tokens")
+    if images is not None and tokens and all(tokens):
+        # place each file at the number its token carries (`<image 3>` -> slot 3), as `image_k` columns do
+        numbers = [
+            int(re.search(r"\d+", t).group()) if re.search(r"\d+", t) else i + 1 for i, t in enumerate(tokens)
+        ]
+        slots: list[Any] = [None] * max(numbers)
+        for number, image in zip(numbers, images, strict=True):
+            slots[number - 1] = image
+        images = slots
+    merged.setdefault("__images__", images)
+    return merged
 
 
 def open_image(ref: Any, base_dir: Path | None) -> Any:

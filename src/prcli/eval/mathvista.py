@@ -73,9 +73,28 @@ def normalize_extracted_answer(
             return str(round(float(extraction), int(precision)))
         if answer_type == "list":
             return str(extraction)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
     return None
+
+
+def plain_number(text: str) -> str | None:
+    """A number from an answer written with LaTeX or units: `40^\\circ`, `40 \text{ cm}`, `x = 40`,
+    `\frac{1}{4}`, `12.5\\%`; None if there is no number."""
+    t = re.sub(r"\\(?:text|mathrm|mbox)\{[^{}]*\}", " ", text)
+    t = re.sub(r"\^\s*\{?\\circ\}?|°|\\%|%|\$|\\,|\\!", " ", t)
+    t = re.sub(r"^\s*[a-zA-Z]\w*\s*=\s*", "", t).strip()
+    fraction = re.fullmatch(
+        r"\\[dt]?frac\{\s*(-?[\d.]+)\s*\}\{\s*(-?[\d.]+)\s*\}|(-?[\d.]+)\s*/\s*(-?[\d.]+)", t
+    )
+    if fraction:
+        num, den = (float(g) for g in fraction.groups() if g is not None)
+        return str(num / den) if den else None
+    try:
+        float(t)
+        return t
+    except ValueError:
+        return last_number(t)
 
 
 def _official_shortcut(response: str, task: dict[str, Any]) -> str | None:
@@ -172,11 +191,13 @@ class MathVista(Benchmark):
         if extracted is None:
             ex = extract_answer(response)
             extracted, method = ex.text, ex.method
-            prose = len(ex.text.split()) >= 6  # short strings go to the official normaliser as they are
-            if task["answer_type"] in ("integer", "float") and prose:
-                number = last_number(ex.text)  # the number the prose ends on
-                if number is not None:
-                    extracted = number
+            numeric = task["answer_type"] in ("integer", "float")
+            if numeric and ex.decided:  # a marked answer: `40^\circ`, `x = 40`, `\frac{1}{4}`, "40 years"
+                extracted = plain_number(ex.text) or extracted
+            elif (
+                numeric and len(ex.text.split()) >= 6
+            ):  # prose (short strings stay as the official rule has them)
+                extracted = last_number(ex.text) or extracted
         prediction = normalize_extracted_answer(
             extracted, task["choices"], task["question_type"], task["answer_type"], task["precision"]
         )

@@ -15,7 +15,7 @@ import re
 from typing import Any, ClassVar
 
 from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, is_number, literal_list
-from prcli.eval.extract import extract_answer
+from prcli.eval.extract import choice_letter, extract_answer
 
 SUBJECTS = {
     "Art & Design": ["Art", "Art_Theory", "Design", "Music"],
@@ -165,12 +165,21 @@ def score_mmmu_style(task: dict[str, Any], response: str, *, pro: bool = False) 
                     "prediction": matches[0],
                     "method": "answer_line",
                 }
+        gold = task["answer"]
         text = response
         ex = extract_answer(response)
-        if not pro and ex.method in ("answer_tag", "boxed"):  # CoT output: parse what it committed to
+        if ex.method in ("answer_tag", "boxed"):  # a CoT answer: read what it committed to
+            committed = choice_letter(ex.text, options or None, letters="".join(letters))
+            if committed is not None:
+                correct = committed in gold if isinstance(gold, list) else committed == gold
+                return {
+                    "correct": correct,
+                    "extracted": ex.text,
+                    "prediction": committed,
+                    "method": ex.method,
+                }
             text = ex.text
         letter, guessed = parse_multi_choice_response(text, letters, index2ans, rng, pro=pro)
-        gold = task["answer"]
         correct = letter in gold if isinstance(gold, list) else letter == gold
         return {
             "correct": correct,

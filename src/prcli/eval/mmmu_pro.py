@@ -33,10 +33,11 @@ class MMMUPro(Benchmark):
     placeholder = r"<image (\d+)>"
 
     def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:
-        setting = SETTINGS.get(
-            config or "",
-            row.get("setting") or ("vision" if "image" in row and "question" not in row else "standard10"),
-        )
+        setting = SETTINGS.get(config or "") or (config if config in SETTINGS.values() else None)
+        if setting is None:
+            setting = row.get("setting") or (
+                "vision" if "image" in row and "question" not in row else "standard10"
+            )
         options = [str(o) for o in literal_list(row.get("options"))]
         images = [row.get("image")] if setting == "vision" else [row.get(f"image_{i}") for i in range(1, 8)]
         subject = row.get("subject") or ""

@@ -33,7 +33,6 @@ from prcli.jsonl import (
     check_jsonl,
     id_hash,
     iter_raw_lines,
-    rejected_path_for,
     reorder_jsonl,
     write_json_atomic,
     write_jsonl_atomic,
@@ -314,7 +313,7 @@ def run_eval(
     # Everything is checked before anything is written: the predictions, and every benchmark row
     # (a pass without decoding images, which also sizes the progress bar).
     index = (
-        PredictionIndex(cfg.predictions, cfg.skip_invalid, rejected_path_for(out))
+        PredictionIndex(cfg.predictions, cfg.skip_invalid, out / "rejected.jsonl")
         if cfg.predictions
         else None
     )
@@ -324,7 +323,7 @@ def run_eval(
         return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
 
     total = sum(1 for _ in samples(decode_images=False))
-    check_same_settings(out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
+    check_same_settings(out / "config.yaml", out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     samples_iter = samples(decode_images=index is None)

@@ -73,7 +73,8 @@ class JudgeConfig(StageConfig):
     )
     failure_policy: FailurePolicy = Field(
         "skip",
-        description="A judgement that fails after retries scores None, ignored by GRPO (skip), or 0 (zero).",
+        description="A judgement that fails after retries scores None (skip; in training a failed rollout gets "
+        "its group's mean, so it moves no advantage) or 0 (zero).",
     )
     cache: bool = Field(True, description="Reuse judgements from the persistent, content-addressed cache.")
     cache_dir: Path | None = Field(
@@ -172,6 +173,7 @@ class Judge:
                 self.stats.cache_hits += 1
                 return self._judgement(item, _Outcome(hit["verdicts"], hit.get("raw")))
         outcome = await self._judge_one(item)
+        judgement = self._judgement(item, outcome)  # built first: only a valid judgement is cached
         if outcome.verdicts is not None:
             self.stats.judged += 1
             if key is not None and self.cache is not None:
@@ -180,7 +182,7 @@ class Judge:
             self.stats.failures += 1
             kind = (outcome.error or "error").split(":")[0]
             self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
-        return self._judgement(item, outcome)
+        return judgement
 
     def _judgement(self, item: JudgeItem, outcome: _Outcome) -> Judgement:
         if outcome.verdicts is None:
@@ -247,12 +249,7 @@ class LLMJudge(Judge):
         messages = build_messages(item.annotations, item.response)
         mode = self._mode
         result = await self.client.chat(messages, **self._structured_kwargs(mode, n))
-        if (
-            not result.ok
-            and result.status in (400, 422)
-            and self.config.structured == "auto"
-            and mode != "off"
-        ):
+        if result.rejected_constraints and self.config.structured == "auto" and mode != "off":
             # The server rejected the constraint fields: use free text (and parse it) from now on.
             if self._mode != "off":
                 log.warning(

@@ -16,7 +16,6 @@ from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
 from prcli.jsonl import (
     ResumableJsonl,
     check_jsonl,
-    rejected_path_for,
     reorder_jsonl,
     write_jsonl_atomic,
 )
@@ -112,10 +111,12 @@ def run_judge(
         config.responses,
         Response,
         skip_invalid=config.skip_invalid,
-        rejected_path=rejected_path_for(config.out),
+        rejected_path=sibling(config.out, ".rejected.jsonl"),
         convert=join,
     )
-    check_same_settings(config.out, config, RESULT_KEYS, overwrite=config.overwrite)
+    check_same_settings(
+        sibling(config.out, ".config.yaml"), config.out, config, RESULT_KEYS, overwrite=config.overwrite
+    )
     save_config(config, sibling(config.out, ".config.yaml"), extra={"prompt_version": PROMPT_VERSION})
 
     judge = judge or build_judge(config)
