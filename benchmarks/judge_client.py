@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-import socket
-import subprocess
-import sys
 import time
 
 from prcli.judge import JudgeConfig, JudgeItem, OpenAIJudge
 from prcli.judge.prompt import build_messages
-from prcli.llm import wait_for_server
+from prcli.testing import server_process
 
 ANNOTATIONS = ["AB = 3 cm", "BC = 4 cm", "Angle ABC is a right angle", "D is the midpoint of AC"]
 
@@ -28,12 +25,6 @@ ANNOTATIONS = ["AB = 3 cm", "BC = 4 cm", "Angle ABC is a right angle", "D is the
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -47,24 +38,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prcli.testing",
-            "--port",
-            str(port),
-            "--latency",
-            str(args.latency),
-            "--capacity",
-            str(args.capacity),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        assert wait_for_server(base_url, timeout=30), "the fake server did not start"
+    with server_process(args.latency, args.capacity) as base_url:
         items = [
             JudgeItem(f"r{i}", ANNOTATIONS, f"Response {i}: AB = 3 and BC = 4, so AC = 5.")
             for i in range(args.n)
@@ -96,9 +70,6 @@ def main() -> None:
                 model="fake", messages=build_messages(item.annotations, item.response)
             )
         seq_elapsed = time.perf_counter() - t1
-    finally:
-        server.terminate()
-        server.wait()
 
     ours_rps, seq_rps = args.n / elapsed, args.sequential_n / seq_elapsed
     print(

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from PIL import Image
 
-from prcli.llm import wait_for_server
+from prcli.testing import server_process
 from prcli.tiny import build_tiny_model
 from prcli.train import TrainConfig, train
 
@@ -99,30 +96,8 @@ def main() -> None:
         folder = Path(tmp)
         model = build_tiny_model(folder / "tiny")
         data = dataset(folder)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prcli.testing",
-                "--port",
-                str(port),
-                "--latency",
-                str(args.judge_latency),
-                "--capacity",
-                "512",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}/v1"
-            assert wait_for_server(base_url, timeout=30)
+        with server_process(args.judge_latency, 512) as base_url:
             results = {c: run(model, data, folder / f"run{c}", base_url, c, args.steps) for c in (256, 1)}
-        finally:
-            server.terminate()
-            server.wait()
     print(
         f"64 rollouts per step (8 prompts x 8), 32 new tokens, judge latency {args.judge_latency * 1000:.0f} ms; "
         f"mean over steps 2-{args.steps}\n"

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -201,6 +201,32 @@ def _completion(text: str, request: dict[str, Any]) -> dict[str, Any]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
+
+
+@contextlib.contextmanager
+def server_process(latency: float = 0.0, capacity: int | None = None) -> Iterator[str]:
+    """A FaultServer in its own process (so its CPU is not the caller's); yields its base URL."""
+    import socket
+    import subprocess
+    import sys
+
+    from prcli.llm import wait_for_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "prcli.testing", "--port", str(port), "--latency", str(latency)]
+    if capacity:
+        cmd += ["--capacity", str(capacity)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        if not wait_for_server(base_url, timeout=30):
+            raise RuntimeError("the fake server did not start")
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
