@@ -226,6 +226,3 @@ class LocalChat:
             return ChatResult(None, error=f"generation failed: {type(exc).__name__}: {exc}", attempts=1)
         self.stats.succeeded += 1
         return ChatResult(text, attempts=1)
-
-    async def aclose(self) -> None:
-        return None

@@ -192,12 +192,6 @@ class LLMClient:
         base = min(self.config.backoff_max, self.config.backoff * 2 ** (retry - 1))
         return base * random.uniform(0.5, 1.0)
 
-    async def aclose(self) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        res = self._per_loop.pop(loop_id, None)
-        if res is not None:
-            await res[0].close()
-
 
 class _EmptyCompletion(Exception):
     pass

@@ -72,10 +72,6 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True, validate_assignment=False)
 
-    def to_json(self, base_dir: str | Path | None = None) -> dict[str, Any]:
-        """A JSON-ready dict; image paths relative to `base_dir` when given."""
-        return self.model_dump(mode="json", context={"base_dir": base_dir}, exclude_none=False)
-
 
 class Problem(Record):
     """Input of `pr annotate` and `pr train`."""

@@ -309,7 +309,3 @@ def open_image(ref: Any, base_dir: Path | None) -> Any:
             path = base_dir / path
         return Image.open(path).convert("RGB")
     raise ValueError(f"cannot open image {type(ref).__name__}")
-
-
-def option_lines(choices: list[str], fmt: str = "({letter}) {text}") -> str:
-    return "\n".join(fmt.format(letter=LETTERS[i], text=c) for i, c in enumerate(choices))
