@@ -272,9 +272,12 @@ def test_hf_backend_with_the_tiny_model_resume_and_limit(tiny_model_dir: Path, t
     assert [json.loads(x)["response"] for x in (again / "items.jsonl").read_text().splitlines()] == [
         i["response"] for i in items
     ]
-    # other decoding into the same folder is refused
-    result = runner.invoke(app, eval_args("mathvista", data, out, *gen[:-2], "--max-new-tokens", "16"))
-    assert result.exit_code == 1 and "max_new_tokens: 8 -> 16" in result.output
+    # other decoding into the same folder redoes every item: none of the old responses is reused
+    gen16 = [*gen[:2], "--max-new-tokens", "16", *gen[4:]]
+    result = runner.invoke(app, eval_args("mathvista", data, out, *gen16))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["reused"], summary["redone"]) == (0, 3) and summary["decoding"]["max_new_tokens"] == 16
 
 
 def fake_vlm(request: dict) -> str:
@@ -537,7 +540,7 @@ def test_normalised_mmmu_pro_keeps_the_setting_and_image_numbers(tmp_path: Path)
     )
 
 
-def test_a_dotted_output_folder_is_guarded_like_any_other(tmp_path: Path) -> None:
+def test_a_dotted_output_folder_resumes_by_content_like_any_other(tmp_path: Path) -> None:
     data = fx.mmstar(tmp_path)
     first = tmp_path / "p1.jsonl"
     second = tmp_path / "p2.jsonl"
@@ -547,4 +550,6 @@ def test_a_dotted_output_folder_is_guarded_like_any_other(tmp_path: Path) -> Non
     assert runner.invoke(app, eval_args("mmstar", data, out, "--predictions", str(first))).exit_code == 0
     assert (out / "config.yaml").exists() and not (tmp_path / "evals" / "qwen2.5-vl-7b.config.yaml").exists()
     result = runner.invoke(app, eval_args("mmstar", data, out, "--predictions", str(second)))
-    assert result.exit_code == 1 and "was made with other settings" in result.output
+    assert result.exit_code == 0, result.output
+    items = {json.loads(x)["id"]: json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()}
+    assert items["0"]["response"] == "A" and json.loads(result.stdout)["redone"] == 1

@@ -226,18 +226,68 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path: Path) -> None:
 def test_resumable_output_skips_done_and_repairs_a_cut_line(tmp_path: Path) -> None:
     path = tmp_path / "judgements.jsonl"
     with ResumableJsonl(path) as out:
-        out.write(Judgement(id="a", verdicts=[1], score=1.0))
-        out.write({"id": "b", "verdicts": [0], "score": 0.0})
+        out.write(Judgement(id="a", verdicts=[1], score=1.0), "h-a")
+        out.write({"id": "b", "verdicts": [0], "score": 0.0}, "h-b")
     with open(path, "ab") as fh:
         fh.write(b'{"id":"c","verd')  # what a SIGKILL in the middle of a write leaves
     out = ResumableJsonl(path)
-    assert out.done == {"a", "b"}
+    assert out.n_found == 2 and out.has("a") and out.has("b") and not out.has("c")
     assert out.repaired_bytes == len(b'{"id":"c","verd')
-    out.write({"id": "c", "verdicts": [], "score": None})
-    out.close()
+    assert out.reuse("a", "h-a") and out.reuse("b", "h-b")
+    out.write({"id": "c", "verdicts": [], "score": None}, "h-c")
+    out.finish(["a", "b", "c"])
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["a", "b", "c"]
-    assert ResumableJsonl(path, overwrite=True).done == set()
+    assert ResumableJsonl(path, overwrite=True).n_found == 0
     assert not path.exists() or path.read_text() == ""
+
+
+def test_resume_reuses_a_record_only_for_the_same_input(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with ResumableJsonl(path) as out:
+        for k in "abc":
+            out.write({"id": k, "value": f"old-{k}"}, f"in-{k}")
+        out.finish("abc")
+    # next run: b's input changed, c is no longer in the input, d is new
+    out = ResumableJsonl(path)
+    assert out.reuse("a", "in-a")
+    assert not out.reuse("b", "in-b-changed")
+    out.write({"id": "b", "value": "new-b"}, "in-b-changed")
+    out.write({"id": "d", "value": "new-d"}, "in-d")
+    out.finish(["d", "a", "b"])
+    assert (out.reused, out.redone, out.written) == (1, 1, 2)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(r["id"], r["value"]) for r in rows] == [("d", "new-d"), ("a", "old-a"), ("b", "new-b")]
+    assert all(r["input_hash"] for r in rows)
+    # nothing finished is lost: the superseded and the orphaned records wait in the stale file...
+    stale = {json.loads(x)["value"] for x in out.stale_path.read_text().splitlines()}
+    assert stale == {"old-b", "old-c"}
+    # ...and come back, without recomputation, when their input does
+    out = ResumableJsonl(path)
+    assert out.reuse("b", "in-b") and out.reuse("c", "in-c") and out.reuse("a", "in-a")
+    out.finish("abc")
+    assert [json.loads(x)["value"] for x in path.read_text().splitlines()] == ["old-a", "old-b", "old-c"]
+    assert {json.loads(x)["value"] for x in out.stale_path.read_text().splitlines()} == {"new-b", "new-d"}
+
+
+def test_records_without_an_input_hash_are_redone(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "out.jsonl", ['{"id": "a", "score": 1.0}'])  # an older prcli's output
+    out = ResumableJsonl(path)
+    assert out.has("a") and not out.reuse("a", "anything")
+    out.write({"id": "a", "score": 0.5}, "h")
+    out.finish(["a"])
+    assert [json.loads(x)["score"] for x in path.read_text().splitlines()] == [0.5]
+
+
+def test_an_interrupted_redo_leaves_the_new_record_not_the_old(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with ResumableJsonl(path) as out:
+        out.write({"id": "a", "v": 1}, "h1")
+    with ResumableJsonl(path) as out:  # input changed; killed before finish(): both lines remain
+        out.write({"id": "a", "v": 2}, "h2")
+    out = ResumableJsonl(path)
+    assert out.reuse("a", "h2") and not ResumableJsonl(path).reuse("a", "h3")
+    out.finish(["a"])
+    assert [json.loads(x)["v"] for x in path.read_text().splitlines()] == [2]
 
 
 def test_resumable_output_refuses_a_corrupt_middle_line(tmp_path: Path) -> None:
@@ -254,9 +304,9 @@ def test_sigkill_while_appending_never_loses_finished_lines(tmp_path: Path) -> N
         import sys
         from prcli.jsonl import ResumableJsonl
         out = ResumableJsonl({str(path)!r})
-        i = len(out.done)
+        i = out.n_found
         while True:
-            out.write({{"id": str(i), "payload": "x" * 50000}})
+            out.write({{"id": str(i), "payload": "x" * 50000}}, "h")
             i += 1
             if i == 40: print("ready", flush=True)
         """
@@ -266,7 +316,7 @@ def test_sigkill_while_appending_never_loses_finished_lines(tmp_path: Path) -> N
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     out = ResumableJsonl(path)
-    n = len(out.done)
+    n = out.n_found
     out.close()
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b"" and n >= 40

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from prcli.cli import app
 from prcli.judge import JudgeConfig, JudgeItem, build_judge
-from prcli.judge.prompt import parse_verdicts
 from prcli.testing import FaultServer
 
 runner = CliRunner()
@@ -90,10 +89,40 @@ def test_lexical_judge_end_to_end_and_resume(files: dict[str, Path]) -> None:
     assert json.loads(result.stdout)["already_done"] == 4 and json.loads(result.stdout)["written"] == 0
     assert files["out"].read_bytes() == before
 
-    # a different judge into the same output is refused, not mixed in
-    result = runner.invoke(app, [*judge_args(files), "--backend", "openai"])
+    # another judge into the same output redoes every judgement: none of the lexical ones is
+    # reported as its own (here the server is down, so all but the one without annotations fail)
+    dead = ["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0", "--no-cache"]
+    result = runner.invoke(app, [*judge_args(files, *dead), "--json"])
     assert result.exit_code == 1
-    assert "backend: 'lexical' -> 'openai'" in result.output and "--overwrite" in result.output
+    assert json.loads(result.stdout)["already_done"] == 0
+    assert [r["id"] for r in read_jsonl(files["out"])] == ["p3#0"]
+    # the lexical judgements were kept aside, and come back when their settings do
+    result = runner.invoke(app, [*judge_args(files), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["already_done"] == 4
+    assert files["out"].read_bytes() == before
+
+
+def test_resume_judges_changed_responses_again(files: dict[str, Path], tmp_path: Path) -> None:
+    """Same ids, other responses: the old scores must not be reported as the new responses' scores."""
+    result = runner.invoke(app, [*judge_args(files), "--json"])
+    assert result.exit_code == 0
+    first = {r["id"]: r["score"] for r in read_jsonl(files["out"])}
+    rows = read_jsonl(files["responses"])
+    rows[0]["response"] = "nothing about the figure"  # p1#0 scored 1.0 before
+    files["responses"] = write_jsonl(tmp_path / "responses_b.jsonl", rows)
+    result = runner.invoke(app, [*judge_args(files), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["already_done"], summary["redone"], summary["written"]) == (3, 1, 1)
+    second = {r["id"]: r["score"] for r in read_jsonl(files["out"])}
+    assert first["p1#0"] == 1.0 and second["p1#0"] == 0.0
+    assert {k: v for k, v in second.items() if k != "p1#0"} == {k: v for k, v in first.items() if k != "p1#0"}
+    # the annotations are part of the input too
+    annotated = read_jsonl(files["annotated"])
+    annotated[1]["annotations"] = ["GE = 7"]
+    write_jsonl(files["annotated"], annotated)
+    summary = json.loads(runner.invoke(app, [*judge_args(files), "--json"]).stdout)
+    assert summary["redone"] == 1 and {r["id"]: r["score"] for r in read_jsonl(files["out"])}["p2#0"] == 0.0
 
 
 def test_inline_annotations_and_bad_lines(tmp_path: Path) -> None:
@@ -183,29 +212,32 @@ def test_zero_policy_writes_failures(files: dict[str, Path]) -> None:
 @pytest.mark.server
 @pytest.mark.slow
 def test_openai_backend_against_transformers_serve(tiny_server: dict, tmp_path: Path) -> None:
-    """The round trip through a real server and a real (tiny, untrained) model: whatever it
-    answers is parsed, junk gives zeros, nothing errors; the server rejects vLLM's structured
-    output field, so the judge falls back to free text."""
+    """The round trip through a real server and a real (tiny, untrained) model, which rambles until
+    `max_tokens`: every answer is cut short, so every judgement is a counted failure, retried and
+    never cached; the server rejects vLLM's structured output field, so the judge falls back to
+    free text."""
     cfg = JudgeConfig(
         backend="openai",
         base_url=tiny_server["base_url"],
         model=tiny_server["model"],
         max_tokens=16,
         timeout=60,
+        max_retries=1,
+        backoff=0.0,
         cache_dir=tmp_path / "cache",
     )
     judge = build_judge(cfg)
     items = [JudgeItem("a", ["AB = 3", "BC = 4"], "AB = 3"), JudgeItem("b", ["Angle B is 90 degrees"], "x")]
     first = judge.judge_many_sync(items[:1])
     rest = judge.judge_many_sync(items[1:])
-    for j, item in zip(first + rest, items, strict=True):
-        assert j.error is None and isinstance(j.raw, str) and j.raw
-        assert j.verdicts == parse_verdicts(j.raw, len(item.annotations))[0]
-        assert j.score == sum(j.verdicts) / len(item.annotations)
+    for j in first + rest:
+        assert j.score is None and j.verdicts == [] and "cut at max_tokens=16" in (j.error or "")
     assert judge._mode == "off"  # type: ignore[attr-defined]
+    assert judge.stats.failures == 2 and judge.stats.errors == {"truncated": 2}
+    assert judge.client.stats.errors["truncated"] == 4  # type: ignore[attr-defined]  # each tried twice
     again = build_judge(cfg)
-    assert [j.model_dump() for j in again.judge_many_sync(items)] == [j.model_dump() for j in first + rest]
-    assert again.stats.cache_hits == 2
+    again.judge_many_sync(items)
+    assert again.stats.cache_hits == 0 and again.stats.failures == 2
 
 
 @pytest.mark.server
@@ -221,14 +253,18 @@ def test_pr_judge_cli_against_transformers_serve(tiny_server: dict, files: dict[
         tiny_server["model"],
         "--max-tokens",
         "12",
+        "--max-retries",
+        "0",
         "--json",
     )
     result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    # the untrained model's answers are all cut at 12 tokens: failures to retry, not zero scores
+    assert result.exit_code == 1, result.output
     rows = read_jsonl(files["out"])
-    assert [r["id"] for r in rows] == ["p1#0", "p1#1", "p2#0", "p3#0"]
-    assert all(r["error"] is None for r in rows)
-    assert all(len(r["verdicts"]) == n for r, n in zip(rows, [3, 3, 1, 0], strict=True))
+    assert [r["id"] for r in rows] == ["p3#0"]  # no annotations: nothing to ask
+    failed = read_jsonl(files["out"].with_name("judgements.failed.jsonl"))
+    assert [r["id"] for r in failed] == ["p1#0", "p1#1", "p2#0"]
+    assert all("truncated" in r["error"] for r in failed)
 
 
 @pytest.mark.slow
@@ -248,9 +284,9 @@ def test_hf_backend_in_process(tiny_model_dir: Path, files: dict[str, Path]) -> 
         "--json",
     )
     result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    rows = read_jsonl(files["out"])
-    assert [len(r["verdicts"]) for r in rows] == [3, 3, 1, 0]
-    assert all(r["error"] is None and (r["raw"] is not None or not r["verdicts"]) for r in rows)
-    for r in rows[:3]:
-        assert r["verdicts"] == parse_verdicts(r["raw"], len(r["verdicts"]))[0]
+    # the untrained model never stops within 8 tokens: each answer is cut, a failure, not a score
+    assert result.exit_code == 1, result.output
+    assert [r["id"] for r in read_jsonl(files["out"])] == ["p3#0"]
+    failed = read_jsonl(files["out"].with_name("judgements.failed.jsonl"))
+    assert [r["id"] for r in failed] == ["p1#0", "p1#1", "p2#0"]
+    assert all("cut at max_tokens=8" in r["error"] for r in failed)

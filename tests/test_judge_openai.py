@@ -227,3 +227,30 @@ def test_repeated_runs_reuse_connections(tmp_path: Path) -> None:
             judge.judge_many_sync([JudgeItem(f"r{i}-{k}", ANNS, "AB = 3") for k in range(4)])
         assert len(os.listdir("/proc/self/fd")) - before < 10
         assert len(judge.client._per_loop) == 1  # type: ignore[attr-defined]
+
+
+def test_an_answer_cut_at_max_tokens_is_retried_then_failed_and_never_cached(tmp_path: Path) -> None:
+    """finish_reason "length": the half answer `<info1>1</info1>\\n<info2>` would score 1/3 (missing
+    tags count 0), be cached, and be served to every later run. It is a failed attempt instead."""
+    with FaultServer(reply=two_of_three, default="length") as srv:
+        judge = build_judge(config(srv, tmp_path))
+        (j,) = judge.judge_many_sync([ITEM])
+        assert j.score is None and j.verdicts == [] and "cut at max_tokens=512" in (j.error or "")
+        assert len(srv.requests) == 3  # the first attempt and both retries
+        assert judge.stats.failures == 1 and judge.stats.errors == {"truncated": 1}
+        judge.close()
+        # one cut answer, then a whole one: the retry gives the right score
+        srv.set(script=["length"], default="ok")
+        judge = build_judge(config(srv, tmp_path))
+        (j,) = judge.judge_many_sync([ITEM])
+        assert j.score == pytest.approx(2 / 3) and j.error is None
+        assert judge.stats.cache_hits == 0  # nothing of the cut answers was cached
+        judge.close()
+
+
+def test_a_cut_answer_under_failure_policy_zero_is_still_counted_as_a_failure(tmp_path: Path) -> None:
+    with FaultServer(reply=two_of_three, default="length") as srv:
+        judge = build_judge(config(srv, tmp_path, failure_policy="zero", max_retries=0))
+        (j,) = judge.judge_many_sync([ITEM])
+        assert j.score == 0.0 and j.error is not None and judge.stats.failures == 1
+        judge.close()

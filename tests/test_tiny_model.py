@@ -87,3 +87,17 @@ def test_chat_template_renders_text_only_turns(tiny_model_dir: Path) -> None:
 def test_build_rejects_unknown_family(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="unknown family"):
         build_tiny_model(tmp_path, bad)  # type: ignore[arg-type]
+
+
+def test_local_generation_reports_whether_an_answer_was_cut(tiny_model_dir: Path) -> None:
+    """The hf backends tell a reply that stopped from one cut at max_new_tokens, as servers do."""
+    from prcli.generation import ChatGenerator
+
+    gen = ChatGenerator(str(tiny_model_dir), device="cpu")
+    conv = [[{"role": "user", "content": "Is AB = 3?"}]]
+    ((text, reason),) = gen.chat_with_reasons(conv, max_new_tokens=6)
+    assert reason == "length" and text  # an untrained model rambles to the limit
+    first = gen.tokenizer(text, add_special_tokens=False)["input_ids"][0]
+    gen.model.generation_config.eos_token_id = first  # make its first token an end of answer
+    ((_, reason),) = gen.chat_with_reasons(conv, max_new_tokens=6)
+    assert reason == "stop"

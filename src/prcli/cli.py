@@ -64,6 +64,8 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
                 f"pr annotate ({cfg.extractor} extractor)",
                 [
                     "problems in",
+                    "reused",
+                    "redone (input changed)",
                     "CoTs given",
                     "CoTs distilled",
                     "kept",
@@ -75,6 +77,8 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
                 [
                     [
                         summary.problems,
+                        summary.already_done,
+                        summary.redone,
                         summary.cot_given,
                         summary.cot_distilled,
                         summary.kept,
@@ -173,8 +177,9 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
                 f"pr judge ({cfg.backend})",
                 [
                     "responses",
-                    "done before",
+                    "reused",
                     "judged now",
+                    "redone (input changed)",
                     "cache hits",
                     "failed",
                     "rejected",
@@ -186,6 +191,7 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
                         summary.total,
                         summary.already_done,
                         summary.written,
+                        summary.redone,
                         st.get("cache_hits", 0),
                         summary.failed,
                         summary.rejected,
@@ -220,15 +226,27 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
         for field, values in summary["breakdown"].items():
             for value, cell in list(values.items())[:12]:
                 rows.append([field, value, cell["accuracy"], cell["correct"], cell["total"]])
+        scope = f" - {summary['subset']}" if summary.get("subset") else ""
         console.print(
-            table(f"pr eval {summary['title']}", ["breakdown", "value", "accuracy", "correct", "total"], rows)
+            table(
+                f"pr eval {summary['title']}{scope}",
+                ["breakdown", "value", "accuracy", "correct", "total"],
+                rows,
+            )
         )
         for key in ("settings", "four_dimensional", "text_only"):
             if key in summary:
                 console.print(f"{key}: {summary[key]}")
         console.print(f"items: [bold]{cfg.out / 'items.jsonl'}[/]   summary: {cfg.out / 'summary.json'}")
         if result.missing_predictions:
-            console.print(f"[yellow]{result.missing_predictions} item(s) had no prediction[/]")
+            console.print(
+                f"[yellow]{result.missing_predictions} of {summary['n']} item(s) had no prediction "
+                "and count as wrong[/]"
+            )
+        if result.redone:
+            console.print(
+                f"{result.redone} item(s) redone: their input or settings changed since the last run"
+            )
     if result.failed:
         raise retry_failed(result.failed, "generation(s)", cfg.out / "failed.jsonl")
 

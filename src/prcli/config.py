@@ -7,11 +7,12 @@ environment variable that holds a key does.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from prcli.jsonl import InputError, LineProblem, write_text_atomic
 
@@ -19,6 +20,28 @@ C = TypeVar("C", bound=BaseModel)
 
 SKIP_INVALID_HELP = "Skip bad input lines (written to *.rejected.jsonl) instead of stopping."
 OVERWRITE_HELP = "Start again instead of resuming an existing output."
+
+
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "xai-", "aiza", "ghp_", "github_pat_", "pk-", "key-", "bearer ")
+
+
+def _env_var_name(value: str) -> str:
+    """Refuse a value that is not a variable name, or looks like a key typed in its place: it would be
+    saved in config.yaml. The value is never repeated in the message."""
+    looks_like_key = value.lower().startswith(_KEY_PREFIXES) or (
+        len(value) >= 24 and any(c.isdigit() for c in value) and any(c.islower() for c in value)
+    )
+    if looks_like_key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(
+            "takes the NAME of an environment variable that holds the key (for example OPENAI_API_KEY), "
+            "not the key itself; the value given "
+            + ("looks like a key" if looks_like_key else "is not a variable name")
+            + " and was not saved"
+        )
+    return value
+
+
+EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 
 
 class StageConfig(BaseModel):

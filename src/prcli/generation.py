@@ -91,6 +91,30 @@ class ChatGenerator:
     ) -> list[str]:
         """One reply per conversation. `images[i]` are the PIL images of conversation i, in the
         order of its `{"type": "image"}` parts."""
+        return [
+            text
+            for text, _ in self.chat_with_reasons(
+                conversations,
+                images=images,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+            )
+        ]
+
+    def chat_with_reasons(
+        self,
+        conversations: list[list[Message]],
+        *,
+        images: list[list[Any]] | None = None,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[tuple[str, str]]:
+        """(reply, finish reason) per conversation: "length" when the reply was cut at
+        `max_new_tokens`, "stop" when the model ended it, as an OpenAI server reports them."""
         import torch
 
         template_owner = self.processor if self.processor is not None else self.tokenizer
@@ -114,7 +138,17 @@ class ChatGenerator:
                 torch.manual_seed(seed)
             out = self.model.generate(**inputs, **gen)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ends = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        ends |= set(
+            configured if isinstance(configured, list) else [configured] if configured is not None else []
+        )
+        reasons = []
+        for row in new_tokens.tolist():
+            stopped = any(t in ends for t in row) or len(row) < max_new_tokens
+            reasons.append("stop" if stopped else "length")
+        return list(zip(texts, reasons, strict=True))
 
 
 # ----------------------------------------------------------------------------- async, batched, OpenAI-shaped
@@ -181,13 +215,13 @@ class LocalChat:
             self._generate, batch_size, group=lambda r: (r["max_tokens"], r["temperature"], r["seed"])
         )
 
-    def _generate(self, batch: list[dict[str, Any]]) -> list[str]:
+    def _generate(self, batch: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if self._generator is None:
             self._generator = ChatGenerator(
                 self.model, device=self.device, min_pixels=self.pixels[0], max_pixels=self.pixels[1]
             )
         first = batch[0]
-        return self._generator.chat(
+        return self._generator.chat_with_reasons(
             [r["messages"] for r in batch],
             images=[r["images"] for r in batch] if any(r["images"] for r in batch) else None,
             max_new_tokens=first["max_tokens"],
@@ -202,9 +236,10 @@ class LocalChat:
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        require_complete: bool = True,
         **_server_only: Any,
     ) -> Any:
-        from prcli.llm import ChatResult
+        from prcli.llm import ChatResult, truncated_error
 
         self.stats.requests += 1
         try:
@@ -220,9 +255,15 @@ class LocalChat:
             "seed": seed,
         }
         try:
-            text = await self._batcher.submit(request)
+            text, reason = await self._batcher.submit(request)
         except Exception as exc:
             self.stats.failed += 1
             return ChatResult(None, error=f"generation failed: {type(exc).__name__}: {exc}", attempts=1)
+        if require_complete and reason == "length":
+            self.stats.failed += 1
+            self.stats.count_error("truncated")
+            return ChatResult(
+                None, error=truncated_error(request["max_tokens"]), attempts=1, finish_reason=reason
+            )
         self.stats.succeeded += 1
-        return ChatResult(text, attempts=1)
+        return ChatResult(text, attempts=1, finish_reason=reason)

@@ -356,106 +356,163 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-def reorder_jsonl(path: str | Path, order: Callable[[], Iterable[str]], *, key: str = "id") -> bool:
-    """Rewrite `path` so its lines follow the keys `order()` yields (lines with other keys go last).
+def content_hash(*parts: Any) -> str:
+    """A stable hash of JSON-able values: what makes a finished record reusable on resume."""
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        h.update(
+            json.dumps(part, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        )
+        h.update(b"\x1e")
+    return h.hexdigest()
 
-    Returns False (and leaves the file alone) if it was already in order, which a streaming check
-    finds without holding anything in memory (the usual case: an uninterrupted, complete run).
-    Otherwise one pass collects each line's byte offset, a second copies lines in order into a
-    temporary file that replaces `path`.
-    """
-    path = Path(path)
-    if _in_order(path, iter(order()), key):
-        return False
-    offsets: dict[str, tuple[int, int]] = {}
-    sequence: list[str] = []
+
+INPUT_HASH = "input_hash"
+
+
+def _keys_and_hashes(path: Path, key: str) -> Iterator[tuple[int, int, str, str | None]]:
+    """(offset, length, key, input hash) of each whole line of a resumable output."""
+    pos = 0
     with open(path, "rb") as fh:
-        pos = 0
-        for raw in fh:
-            k = str(json.loads(raw)[key])
-            offsets[k] = (pos, len(raw))
-            sequence.append(k)
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                return
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                obj = None
+            if not isinstance(obj, dict) or key not in obj:
+                raise InputError(
+                    [
+                        LineProblem(
+                            path,
+                            lineno,
+                            f"existing output is not a JSONL record with {key!r}; "
+                            "repair it or start again with --overwrite",
+                        )
+                    ]
+                )
+            h = obj.get(INPUT_HASH)
+            yield pos, len(raw), str(obj[key]), h if isinstance(h, str) else None
             pos += len(raw)
-    wanted = [k for k in order() if k in offsets]
-    placed = set(wanted)
-    target = wanted + [k for k in sequence if k not in placed]
-    if target == sequence:
-        return False
-    with open(path, "rb") as src, atomic_open(path, "wb") as dst:
-        for k in target:
-            start, length = offsets[k]
-            src.seek(start)
-            dst.write(src.read(length))
-    return True
-
-
-def _in_order(path: Path, order: Iterator[str], key: str) -> bool:
-    """True if the file's keys appear in `order` in the same relative order (a subsequence)."""
-    with open(path, "rb") as fh:
-        for raw in fh:
-            k = str(json.loads(raw)[key])
-            if not any(k == wanted for wanted in order):  # advances `order` up to and past `k`
-                return False
-    return True
 
 
 class ResumableJsonl:
-    """An output that is appended one whole line at a time and resumed by key.
+    """An output appended one whole line at a time, resumed by key *and input*.
 
-    Opening repairs a file whose last line was cut by a kill (it is dropped) and collects the keys
-    already done, so a re-run skips them. Each record is one `write()` of a complete line followed
-    by a flush, so Ctrl-C between records never leaves half a line.
+    Every record carries `input_hash`, a content hash of the input record and of the settings that
+    shape it. A re-run reuses a finished record only when `reuse(key, hash)` finds one made from the
+    same input; anything else is redone. `finish(order)` then rewrites the file to hold exactly the
+    records of this run's input, in input order; records it leaves out (their input changed, or is
+    no longer given) move to `<out>.stale.jsonl` rather than being lost, and are reused from there
+    if the same input comes back.
+
+    Opening repairs a file whose last line was cut by a kill (it is dropped). Each record is one
+    `write()` of a complete line followed by a flush, so Ctrl-C never leaves half a line.
     """
 
     def __init__(self, path: str | Path, *, key: str = "id", overwrite: bool = False):
         self.path = Path(path)
+        self.stale_path = self.path.with_name(
+            (self.path.stem if self.path.suffix == ".jsonl" else self.path.name) + ".stale.jsonl"
+        )
         self.key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done: set[str] = set()  # keys in the file when it was opened
         self.repaired_bytes = 0
-        if overwrite and self.path.exists():
-            self.path.unlink()
-        if self.path.exists():
-            self._repair_and_collect()
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        if overwrite:
+            for p in (self.path, self.stale_path):
+                p.unlink(missing_ok=True)
+        self._found: dict[str, set[str | None]] = {}  # key -> input hashes of its finished records
+        for p in (self.path, self.stale_path):
+            if p.exists():
+                self._collect(p)
+        self._keep: dict[str, str] = {}  # key -> the input hash this run settled on
+        self.reused = 0
+        self.redone = 0  # finished before, but from another input
         self.written = 0
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
 
-    def _repair_and_collect(self) -> None:
+    def _collect(self, path: Path) -> None:
         good_end = 0
-        lineno = 0
-        with open(self.path, "rb") as fh:
-            for raw in fh:
-                lineno += 1
-                if not raw.endswith(b"\n"):
-                    break  # the tail of a write cut by a kill: dropped below
-                try:
-                    obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    obj = None
-                if not isinstance(obj, dict) or self.key not in obj:
-                    raise InputError(
-                        [
-                            LineProblem(
-                                self.path,
-                                lineno,
-                                f"existing output is not a JSONL record with {self.key!r}; "
-                                "repair it or start again with --overwrite",
-                            )
-                        ]
-                    )
-                self.done.add(str(obj[self.key]))
-                good_end += len(raw)
-        size = self.path.stat().st_size
-        if good_end < size:
-            self.repaired_bytes = size - good_end
-            with open(self.path, "r+b") as fh:
+        for offset, length, k, h in _keys_and_hashes(path, self.key):
+            self._found.setdefault(k, set()).add(h)
+            good_end = offset + length
+        size = path.stat().st_size
+        if good_end < size:  # the tail of a write cut by a kill
+            self.repaired_bytes += size - good_end
+            with open(path, "r+b") as fh:
                 fh.truncate(good_end)
 
-    def write(self, record: BaseModel | dict[str, Any]) -> None:
-        line = (_dumps(record, self.path.resolve().parent) + "\n").encode("utf-8")
+    @property
+    def n_found(self) -> int:
+        """Keys with a finished record when the output was opened."""
+        return len(self._found)
+
+    def has(self, key: str) -> bool:
+        return key in self._found
+
+    def reuse(self, key: str, input_hash: str) -> bool:
+        """True (and the record is kept) when a finished record for `key` came from this input."""
+        hashes = self._found.get(key)
+        if hashes is None:
+            return False
+        if input_hash in hashes:
+            self._keep[key] = input_hash
+            self.reused += 1
+            return True
+        return False
+
+    def write(self, record: BaseModel | dict[str, Any], input_hash: str) -> None:
+        if isinstance(record, BaseModel):
+            record = record.model_dump(mode="json", context={"base_dir": self.path.resolve().parent})
+        record = {**record, INPUT_HASH: input_hash}
+        k = str(record[self.key])
+        line = (_dumps(record, None) + "\n").encode("utf-8")
         self._fh.write(line)
         self._fh.flush()
+        if k in self._found and input_hash not in self._found[k]:
+            self.redone += 1
+        self._keep[k] = input_hash
+        self._found.setdefault(k, set()).add(input_hash)
         self.written += 1
+
+    def finish(self, order: Iterable[str]) -> None:
+        """Leave exactly this run's records in the file, in `order`; move the rest to the stale file.
+
+        A no-op (two streaming reads, no write) when the file already is that, the usual case.
+        """
+        self.close()
+        picked: dict[str, tuple[Path, int, int]] = {}
+        left: dict[tuple[str, str | None], tuple[Path, int, int]] = {}
+        main_lines: list[str] = []
+        for p in (self.stale_path, self.path):  # the main file last: its newer lines win
+            if not p.exists():
+                continue
+            for offset, length, k, h in _keys_and_hashes(p, self.key):
+                if p == self.path:
+                    main_lines.append(k)
+                if self._keep.get(k) == h and h is not None:
+                    old = picked.get(k)
+                    if old is not None:
+                        left[(k, h)] = old
+                    picked[k] = (p, offset, length)
+                else:
+                    left[(k, h)] = (p, offset, length)
+        target = [k for k in dict.fromkeys(order) if k in picked]
+        target += [k for k in picked if k not in set(target)]
+        from_main_only = all(picked[k][0] == self.path for k in target)
+        if main_lines == target and from_main_only and not any(v[0] == self.path for v in left.values()):
+            return
+        sources = {p: open(p, "rb") for p in (self.path, self.stale_path) if p.exists()}  # noqa: SIM115
+        try:  # both files are read through handles opened before either is replaced
+            _copy_lines(self.path, [picked[k] for k in target], sources)
+            if left:
+                _copy_lines(self.stale_path, list(left.values()), sources)
+            else:
+                self.stale_path.unlink(missing_ok=True)
+        finally:
+            for fh in sources.values():
+                fh.close()
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -468,3 +525,12 @@ class ResumableJsonl:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _copy_lines(dst: Path, spans: list[tuple[Path, int, int]], sources: dict[Path, Any]) -> None:
+    """Write the given (file, offset, length) lines, in order, atomically over `dst`."""
+    with atomic_open(dst, "wb") as out:
+        for src, offset, length in spans:
+            fh = sources[src]
+            fh.seek(offset)
+            out.write(fh.read(length))

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from prcli.config import StageConfig
+from prcli.config import EnvVarName, StageConfig
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 CONSTRAINT_FIELDS = ("structured_outputs", "guided_", "response_format", "json_schema")
@@ -30,7 +30,7 @@ class LLMConfig(StageConfig):
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="Server URL, ending in /v1.")
     model: str = Field("Qwen/Qwen2.5-32B-Instruct", description="Model name the server knows.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    api_key_env: EnvVarName = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
     concurrency: int = Field(64, ge=1, description="Requests in flight at most.")
     timeout: float = Field(60.0, gt=0, description="Seconds per request attempt.")
     max_retries: int = Field(3, ge=0, description="Retries after the first attempt.")
@@ -121,8 +121,14 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        require_complete: bool = True,
     ) -> ChatResult:
-        """One chat completion with retries; never raises (except for cancellation)."""
+        """One chat completion with retries; never raises (except for cancellation).
+
+        An answer cut at `max_tokens` (finish_reason "length") is a failed attempt unless
+        `require_complete` is off (model outputs under evaluation): a judge's, extractor's or
+        teacher's half answer would otherwise be parsed, and cached, as a wrong result.
+        """
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -162,6 +168,10 @@ class LLMClient:
                     text = choice.message.content if choice is not None else None
                     if text is None:
                         raise _EmptyCompletion("the server returned no message content")
+                    if require_complete and choice.finish_reason == "length":
+                        last_error, last_status = truncated_error(body["max_tokens"]), None
+                        self.stats.count_error("truncated")
+                        continue
                     self.stats.succeeded += 1
                     return ChatResult(text, attempts=attempts, finish_reason=choice.finish_reason)
                 except asyncio.CancelledError:
@@ -186,7 +196,10 @@ class LLMClient:
                     last_error, last_status = f"bad response: {type(exc).__name__}: {_short(str(exc))}", None
                     self.stats.count_error("bad_response")
         self.stats.failed += 1
-        return ChatResult(None, error=redact(last_error, key), status=last_status, attempts=attempts)
+        cut = "length" if last_error.startswith("truncated:") else None
+        return ChatResult(
+            None, error=redact(last_error, key), status=last_status, attempts=attempts, finish_reason=cut
+        )
 
     def _delay(self, retry: int) -> float:
         base = min(self.config.backoff_max, self.config.backoff * 2 ** (retry - 1))
@@ -195,6 +208,10 @@ class LLMClient:
 
 class _EmptyCompletion(Exception):
     pass
+
+
+def truncated_error(max_tokens: int) -> str:
+    return f"truncated: the answer was cut at max_tokens={max_tokens} (finish_reason length)"
 
 
 def _error_message(exc: Any) -> str:

@@ -1,4 +1,4 @@
-"""Outputs and their side files: where they go, and refusing to resume with other settings."""
+"""Outputs and their side files: where they go, and the settings that shape their results."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from prcli.config import load_config_file, plain_values
-from prcli.jsonl import InputError, LineProblem
+from prcli.config import plain_values
 
 
 def sibling(output_file: str | Path, suffix: str) -> Path:
@@ -20,30 +19,9 @@ def sibling(output_file: str | Path, suffix: str) -> Path:
     return out.with_name((out.stem if out.suffix == ".jsonl" else out.name) + suffix)
 
 
-def _has_results(output: Path) -> bool:
-    if output.is_dir():
-        return any(p.name != "config.yaml" for p in output.iterdir())
-    return output.exists() and output.stat().st_size > 0
+def settings_hash(config: BaseModel, keys: Iterable[str], **extra: object) -> str:
+    """A hash of the settings that shape each result: part of every output record's input hash."""
+    from prcli.jsonl import content_hash
 
-
-def check_same_settings(
-    saved: Path, output: Path, config: BaseModel, keys: Iterable[str], *, overwrite: bool
-) -> None:
-    """Refuse to resume `output` (a file or a folder) made with settings that change results, as
-    recorded in `saved`.
-
-    Resuming skips finished ids; mixing, say, two judge models in one file would be silent garbage.
-    """
-    if overwrite or not saved.exists() or not _has_results(output):
-        return
-    before = load_config_file(saved)
-    now = plain_values(config.model_dump(mode="python"))
-    changed = [
-        f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys if k in before and before[k] != now.get(k)
-    ]
-    if changed:
-        problem = (
-            f"{output} was made with other settings ({'; '.join(changed)}); "
-            "pass --overwrite to start again, or choose another output"
-        )
-        raise InputError([LineProblem(saved, 0, problem)])
+    values = plain_values(config.model_dump(mode="python"))
+    return content_hash({k: values.get(k) for k in keys}, extra)

@@ -3,7 +3,8 @@
 It answers `POST /v1/chat/completions` with a reply computed from the request (by default a judge
 answer that marks every annotation as present) and can be told, per request, to fail in the ways
 real servers do: HTTP 500/429/400, hanging past the client's timeout, dropping the connection,
-malformed JSON, a truncated body, or no choices. `latency` and `capacity` model a server that takes
+malformed JSON, a truncated body, no choices, or an answer cut at `max_tokens` (`length`: the first
+half of the reply, finish_reason "length"). `latency` and `capacity` model a server that takes
 a fixed time per request and serves a limited number at once (the judge-client benchmark).
 
     python -m prcli.testing --port 8011 --latency 0.05 --capacity 64
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODES = ("ok", "500", "429", "400", "401", "422", "hang", "drop", "malformed", "truncated", "empty")
+MODES = ("ok", "500", "429", "400", "401", "422", "hang", "drop", "malformed", "truncated", "empty", "length")
 
 Reply = Callable[[dict[str, Any]], str]
 
@@ -161,6 +162,10 @@ class FaultServer:
                 if mode == "empty":
                     self._send(200, {**_completion("", body), "choices": []})
                     return
+                if mode == "length":
+                    text = server.reply(body)
+                    self._send(200, _completion(text[: len(text) // 2], body, finish_reason="length"))
+                    return
                 self._send(200, _completion(server.reply(body), body))
 
             def _send(self, status: int, obj: dict[str, Any]) -> None:
@@ -192,13 +197,15 @@ class FaultServer:
         self.stop()
 
 
-def _completion(text: str, request: dict[str, Any]) -> dict[str, Any]:
+def _completion(text: str, request: dict[str, Any], finish_reason: str = "stop") -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.get("model", "fake"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+        ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 

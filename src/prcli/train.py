@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from prcli.config import StageConfig, save_config
+from prcli.config import EnvVarName, StageConfig, save_config
 from prcli.errors import StageError
 from prcli.jsonl import check_jsonl
 from prcli.judge.core import Backend, FailurePolicy, Judge, JudgeConfig, JudgeItem, Structured, build_judge
@@ -55,7 +55,7 @@ class TrainConfig(StageConfig):
         None, description="Judge model (server model name, or alias/path for hf)."
     )
     judge_base_url: str = Field("http://127.0.0.1:8000/v1", description="Judge server URL (openai backend).")
-    judge_api_key_env: str = Field(
+    judge_api_key_env: EnvVarName = Field(
         "OPENAI_API_KEY", description="Environment variable with the judge's API key."
     )
     judge_concurrency: int = Field(256, ge=1, description="Judge requests in flight at most (per process).")

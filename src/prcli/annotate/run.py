@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,13 +29,13 @@ from prcli.annotate.prompts import (
 )
 from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import ordered_window, run_sync
-from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, StageConfig, save_config
 from prcli.images import file_digest, image_message
-from prcli.jsonl import ResumableJsonl, check_jsonl, reorder_jsonl, write_jsonl_atomic
+from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
 from prcli.llm import ChatResult, LLMClient, LLMConfig
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
-from prcli.runs import check_same_settings, sibling
+from prcli.runs import settings_hash, sibling
 from prcli.verify import AsyncVerifier, VerifierPool
 
 Extractor = Literal["rules", "openai", "hf"]
@@ -57,7 +57,9 @@ class AnnotateConfig(StageConfig):
     extractor_base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="Extractor server URL, ending in /v1."
     )
-    extractor_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with its API key.")
+    extractor_api_key_env: EnvVarName = Field(
+        "OPENAI_API_KEY", description="Environment variable with its API key."
+    )
     structured: Literal["auto", "vllm", "json", "off"] = Field(
         "auto",
         description="Constrain the extractor to a JSON list: auto (vLLM, else free text), vllm, json, off.",
@@ -70,7 +72,9 @@ class AnnotateConfig(StageConfig):
     teacher_base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="Teacher server URL, ending in /v1."
     )
-    teacher_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with its API key.")
+    teacher_api_key_env: EnvVarName = Field(
+        "OPENAI_API_KEY", description="Environment variable with its API key."
+    )
     samples: int = Field(1, ge=1, description="Teacher attempts per problem until one CoT verifies.")
     teacher_temperature: float = Field(0.7, ge=0, description="Sampling temperature of the teacher.")
     teacher_max_tokens: int = Field(4096, ge=1, description="Longest teacher CoT, in tokens.")
@@ -103,14 +107,19 @@ class AnnotateConfig(StageConfig):
         )
 
 
+# the settings that shape a result: a change redoes the records made under the old ones
 RESULT_KEYS = (
     "extractor",
     "extractor_model",
+    "structured",
     "teacher",
     "teacher_model",
     "samples",
+    "teacher_temperature",
+    "teacher_max_tokens",
     "filter",
     "max_annotations",
+    "max_annotation_chars",
 )
 
 
@@ -125,6 +134,7 @@ class AnnotateSummary:
     out: Path
     problems: int
     already_done: int
+    redone: int
     kept: int
     dropped: int
     failed: int
@@ -210,7 +220,7 @@ class Annotator:
             return None, "none", 0, "no_cot"
         text = teacher_text(problem.question)
         messages = image_message(text, list(problem.images))
-        errors, wrong = [], 0
+        errors, wrong, cut = [], 0, 0
         for attempt in range(self.cfg.samples):
             key = cache_key(
                 role="teacher",
@@ -231,14 +241,17 @@ class Annotator:
                 max_tokens=self.cfg.teacher_max_tokens,
                 seed=attempt,
             )
+            if cot is None and result is not None and result.finish_reason == "length":
+                cut += 1  # a CoT cut at teacher_max_tokens: an attempt that did not verify
+                continue
             if cot is None:
                 errors.append(result.error if result is not None and result.error else "no answer")
                 continue
             if not self.cfg.filter or await self._correct(cot, problem.answer):
                 return cot, "teacher", attempt + 1, None
             wrong += 1
-        if wrong:
-            return None, "teacher", self.cfg.samples, "wrong_answer"
+        if wrong or cut:
+            return None, "teacher", self.cfg.samples, "wrong_answer" if wrong else "cot_truncated"
         return None, "teacher", self.cfg.samples, "teacher failed: " + "; ".join(dict.fromkeys(errors))
 
     async def _annotations(self, problem: Problem, cot: str) -> tuple[list[str] | None, str | None]:
@@ -322,7 +335,6 @@ def run_annotate(
         skip_invalid=cfg.skip_invalid,
         rejected_path=sibling(cfg.out, ".rejected.jsonl"),
     )
-    check_same_settings(sibling(cfg.out, ".config.yaml"), cfg.out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
     save_config(
         cfg,
         sibling(cfg.out, ".config.yaml"),
@@ -343,26 +355,49 @@ def run_annotate(
             ResumableJsonl(cfg.out, overwrite=cfg.overwrite) as kept_out,
             ResumableJsonl(dropped_path, overwrite=cfg.overwrite) as dropped_out,
         ):
-            done = kept_out.done | dropped_out.done
-            todo = (p for p in problems if p.id not in done)  # streamed: memory does not grow with the input
+            settings = settings_hash(
+                cfg,
+                RESULT_KEYS,
+                teacher_prompt=TEACHER_PROMPT_VERSION,
+                extract_prompt=EXTRACT_PROMPT_VERSION,
+            )
+            redone = 0
+
+            def todo() -> Iterator[tuple[Problem, str]]:  # streamed: memory does not grow with the input
+                nonlocal redone
+                for p in problems:
+                    h = content_hash(settings, p.model_dump(mode="json"), [file_digest(i) for i in p.images])
+                    if kept_out.reuse(p.id, h) or dropped_out.reuse(p.id, h):
+                        if on_item:
+                            on_item()
+                        continue
+                    redone += kept_out.has(p.id) or dropped_out.has(p.id)
+                    yield p, h
+
             if on_start:
-                on_start(max(0, len(problems) - len(done)))
+                on_start(len(problems))
+
+            async def process(pair: tuple[Problem, str]) -> tuple[_Outcome, str]:
+                return await annotator.process(pair[0]), pair[1]
 
             async def annotate_all() -> None:
-                async for outcome in ordered_window(todo, annotator.process, 4 * cfg.concurrency):
+                async for outcome, h in ordered_window(todo(), process, 4 * cfg.concurrency):
                     if outcome.status == "kept":
-                        kept_out.write(
-                            AnnotatedProblem.model_validate(outcome.record, context={"check_images": False})
+                        record = AnnotatedProblem.model_validate(
+                            outcome.record, context={"check_images": False}
                         )
+                        kept_out.write(record, h)
                     elif outcome.status == "dropped":
-                        dropped_out.write(outcome.record)
+                        dropped_out.write(outcome.record, h)
                     else:
                         failed.append(outcome.record)
                     if on_item:
                         on_item()
 
             run_sync(annotate_all())
-            already = len(done)
+            already = kept_out.reused + dropped_out.reused
+            for output in (kept_out, dropped_out):
+                output.finish(p.id for p in problems)
     finally:
         pool.close()
         if cache is not None:
@@ -371,8 +406,6 @@ def run_annotate(
         write_jsonl_atomic(failed_path, failed)
     else:
         failed_path.unlink(missing_ok=True)
-        reorder_jsonl(cfg.out, lambda: (p.id for p in problems))
-        reorder_jsonl(dropped_path, lambda: (p.id for p in problems))
     kept_rows = check_jsonl(
         cfg.out, AnnotatedProblem, allow_empty=True, context={"check_images": False}, key=None
     )
@@ -385,6 +418,7 @@ def run_annotate(
         out=cfg.out,
         problems=len(problems),
         already_done=already,
+        redone=redone,
         kept=n_kept,
         dropped=sum(reasons.values()),
         failed=len(failed),

@@ -77,6 +77,7 @@ class OpenAIGenerator:
                 max_tokens=self.decoding["max_new_tokens"],
                 temperature=self.decoding["temperature"],
                 seed=self.decoding["seed"],
+                require_complete=False,  # a response cut at the limit is the model's answer, scored as is
             )
             return result.text if result.ok else RuntimeError(result.error)
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from prcli.concurrency import run_sync
-from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, StageConfig, save_config
 from prcli.errors import StageError
 from prcli.eval import get_benchmark
 from prcli.eval.base import Benchmark, Sample
@@ -31,16 +31,17 @@ from prcli.jsonl import (
     LineProblem,
     ResumableJsonl,
     check_jsonl,
+    content_hash,
     id_hash,
     iter_raw_lines,
-    reorder_jsonl,
+    validation_problems,
     write_json_atomic,
     write_jsonl_atomic,
 )
 from prcli.llm import LLMClient, LLMConfig
 from prcli.models import resolve_model
 from prcli.records import Prediction
-from prcli.runs import check_same_settings
+from prcli.runs import settings_hash
 from prcli.sandbox import SandboxPool
 
 Backend = Literal["hf", "openai", "vllm"]
@@ -74,7 +75,7 @@ class EvalConfig(StageConfig):
     base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="openai backend: server URL, ending in /v1."
     )
-    api_key_env: str = Field(
+    api_key_env: EnvVarName = Field(
         "OPENAI_API_KEY", description="openai backend: environment variable with the API key."
     )
     concurrency: int = Field(16, ge=1, description="openai backend: requests in flight at most.")
@@ -103,7 +104,7 @@ class EvalConfig(StageConfig):
         "Qwen/Qwen2.5-72B-Instruct", description="Answer judge: the server's model name."
     )
     answer_judge_base_url: str = Field("http://127.0.0.1:8000/v1", description="Answer judge: server URL.")
-    answer_judge_api_key_env: str = Field(
+    answer_judge_api_key_env: EnvVarName = Field(
         "OPENAI_API_KEY", description="Answer judge: environment variable with the key."
     )
     score_timeout: float = Field(
@@ -128,11 +129,11 @@ class EvalConfig(StageConfig):
         }
 
 
+# the settings that shape a result (the benchmark row and a saved response are hashed with each item,
+# so moving the data or predictions file does not redo anything): a change redoes the items
 RESULT_KEYS = (
     "bench",
     "model",
-    "data",
-    "predictions",
     "backend",
     "prompt_style",
     "max_new_tokens",
@@ -152,6 +153,7 @@ class EvalSummary:
     summary: dict[str, Any]
     written: int
     already_done: int
+    redone: int
     failed: int
     missing_predictions: int
     seconds: float
@@ -163,32 +165,29 @@ class EvalSummary:
 class PredictionIndex:
     """Saved responses by id without holding them in memory.
 
-    For JSONL, only a sorted array of 64-bit id hashes and one of packed byte offsets are kept
-    (16 bytes a line); a response is read from the file when it is needed.
+    For JSONL, only sorted arrays of 64-bit id hashes, byte offsets and line lengths are kept
+    (24 bytes a line); a response is read from the file when it is needed.
     """
 
     def __init__(self, path: Path, skip_invalid: bool, rejected: Path):
         self.path = path
         self.json_map: dict[str, str] | None = None
-        self._hashes = array("q")
-        self._spans = array("q")
         if path.suffix == ".json":  # {id: response} (e.g. MMMU's example outputs) or [{"id", "response"}]
-            obj = json.loads(path.read_text(encoding="utf-8"))
-            rows = obj.items() if isinstance(obj, dict) else ((r.get("id"), r.get("response")) for r in obj)
-            self.json_map = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in rows}
+            self.json_map = _json_predictions(path)
             return
         checked = check_jsonl(path, Prediction, skip_invalid=skip_invalid, rejected_path=rejected)
         bad = checked.rejected_lines
-        entries = array("q")
+        entries: list[tuple[int, int, int]] = []
         pos = 0
         for lineno, raw in iter_raw_lines(path):
             length = len(raw or b"")
             if raw is not None and raw.strip() and lineno not in bad:
-                entries.extend((id_hash(str(json.loads(raw)["id"])), pos << 24 | length))
+                entries.append((id_hash(str(json.loads(raw)["id"])), pos, length))
             pos += length
-        order = sorted(range(len(entries) // 2), key=lambda i: entries[2 * i])
-        self._hashes = array("q", (entries[2 * i] for i in order))
-        self._spans = array("q", (entries[2 * i + 1] for i in order))
+        entries.sort()
+        self._hashes = array("q", (e[0] for e in entries))
+        self._offsets = array("q", (e[1] for e in entries))
+        self._lengths = array("q", (e[2] for e in entries))
 
     def get(self, item_id: str) -> str | None:
         if self.json_map is not None:
@@ -197,13 +196,51 @@ class PredictionIndex:
         i = bisect.bisect_left(self._hashes, h)
         with open(self.path, "rb") as fh:
             while i < len(self._hashes) and self._hashes[i] == h:
-                span = self._spans[i]
-                fh.seek(span >> 24)
-                row = json.loads(fh.read(span & 0xFFFFFF))
+                fh.seek(self._offsets[i])
+                row = json.loads(fh.read(self._lengths[i]))
                 if str(row["id"]) == item_id:  # a hash collision is checked, not trusted
                     return row["response"]
                 i += 1
         return None
+
+
+def _json_predictions(path: Path) -> dict[str, str]:
+    """A `.json` predictions file, checked as strictly as JSONL: every problem names its place."""
+
+    def bad(message: str, where: str | None = None) -> InputError:
+        return InputError([LineProblem(path, 0, message, where)])
+
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise bad(f"not valid UTF-8 (byte offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            [LineProblem(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")]
+        ) from None
+    if isinstance(obj, dict):
+        return {
+            str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in obj.items()
+        }
+    if not isinstance(obj, list):
+        raise bad(f"expected an id -> response object or a list of objects, got {type(obj).__name__}")
+    out: dict[str, str] = {}
+    for i, row in enumerate(obj):
+        if not isinstance(row, dict):
+            raise bad(f"expected an object with id and response, got {type(row).__name__}", f"[{i}]")
+        try:
+            pred = Prediction.model_validate(row)
+        except ValidationError as exc:
+            raise InputError(
+                [
+                    LineProblem(path, 0, p.message, f"[{i}].{p.field}")
+                    for p in validation_problems(path, 0, exc)
+                ]
+            ) from None
+        if pred.id in out:
+            raise bad(f"duplicate id {pred.id!r}", f"[{i}].id")
+        out[pred.id] = pred.response
+    return out
 
 
 def _find_response(index: PredictionIndex, sample: Sample) -> str | None:
@@ -301,6 +338,19 @@ def _generator(cfg: EvalConfig, max_images: int) -> Any:
         raise StageError(str(exc)) from None
 
 
+def _input_hash(settings: str, sample: Sample, response: str | None) -> str:
+    """What an item's result depends on: the settings, the benchmark row and (when scoring saved
+    predictions) the response. Images are identified by the row, not by their bytes."""
+    return content_hash(
+        settings, sample.id, sample.question, sample.answer, sample.choices, sample.fields, response
+    )
+
+
+def _missing_item(sample: Sample) -> dict[str, Any]:
+    """A benchmark item with no saved prediction: wrong, as the official scorers count it."""
+    return {**_item(sample, "", {"correct": False, "method": "missing"}), "missing": True}
+
+
 def run_eval(
     cfg: EvalConfig,
     *,
@@ -322,83 +372,88 @@ def run_eval(
         loaded = bench.load(cfg.data, decode_images=decode_images)
         return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
 
-    total = sum(1 for _ in samples(decode_images=False))
-    check_same_settings(out / "config.yaml", out, cfg, RESULT_KEYS, overwrite=cfg.overwrite)
+    total = matched = 0
+    for sample in samples(decode_images=False):
+        total += 1
+        matched += index is not None and _find_response(index, sample) is not None
+    if index is not None and total and not matched:
+        raise InputError(
+            [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]
+        )
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    samples_iter = samples(decode_images=index is None)
+    settings = settings_hash(cfg, RESULT_KEYS)
     scorer = Scorer(bench, cfg.score_timeout)
     judge = _answer_judge(cfg)
-    n_items = 0
     failed: list[dict[str, Any]] = []
     missing = 0
+    if index is not None:
+        chunk_size = 256
+    else:
+        chunk_size = cfg.batch_size if cfg.backend != "openai" else 4 * cfg.concurrency
+    generator = None
     try:
         with ResumableJsonl(out / "items.jsonl", overwrite=cfg.overwrite) as items_out:
-            already = len(items_out.done)
             if on_start:
                 on_start(total)
-            generator = None
-            if index is not None:
-                chunk_size = 256
-            else:
-                chunk_size = cfg.batch_size if cfg.backend != "openai" else 4 * cfg.concurrency
-            pending: list[tuple[Sample, str | None]] = []
 
-            def process(batch: list[tuple[Sample, str | None]]) -> None:
+            def process(batch: list[tuple[Sample, str | None, str]]) -> None:
                 nonlocal generator
-                batch_samples = [s for s, _ in batch]
+                batch_samples = [s for s, _, _ in batch]
                 if index is not None:
-                    responses: list[str | Exception] = [r or "" for _, r in batch]
+                    responses: list[str | Exception] = [r or "" for _, r, _ in batch]
                 else:
                     generator = generator or _generator(cfg, max(len(s.images) for s in batch_samples))
                     responses = generator.generate(bench, batch_samples, cfg.prompt_style)
-                good = [(s, r) for s, r in zip(batch_samples, responses, strict=True) if isinstance(r, str)]
+                good = [
+                    (s, r, h) for (s, _, h), r in zip(batch, responses, strict=True) if isinstance(r, str)
+                ]
                 failed.extend(
                     {"id": s.id, "error": str(r)}
                     for s, r in zip(batch_samples, responses, strict=True)
                     if not isinstance(r, str)
                 )
                 if good:
-                    scored = scorer.score([s for s, _ in good], [r for _, r in good])
-                    items = [_item(s, r, sc) for (s, r), sc in zip(good, scored, strict=True)]
+                    scored = scorer.score([s for s, _, _ in good], [r for _, r, _ in good])
+                    items = [_item(s, r, sc) for (s, r, _), sc in zip(good, scored, strict=True)]
+                    hashes = {s.id: h for s, _, h in good}
                     if judge is not None:
-                        items, judge_failures = _apply_judge(judge, items, [s for s, _ in good])
+                        items, judge_failures = _apply_judge(judge, items, [s for s, _, _ in good])
                         failed.extend(judge_failures)
                     for item in items:
-                        items_out.write(item)
+                        items_out.write(item, hashes[item["id"]])
                 if on_item:
                     on_item(len(batch))
 
-            for sample in samples_iter:
-                n_items += 1
-                if sample.id in items_out.done:
+            pending: list[tuple[Sample, str | None, str]] = []
+            for sample in samples(decode_images=index is None):
+                response = _find_response(index, sample) if index is not None else None
+                h = _input_hash(settings, sample, response)
+                if items_out.reuse(sample.id, h):
+                    missing += index is not None and response is None
                     if on_item:
                         on_item(1)
                     continue
-                response = None
-                if index is not None:
-                    response = _find_response(index, sample)
-                    if response is None:
-                        missing += 1
-                        continue
-                pending.append((sample, response))
+                if index is not None and response is None:
+                    missing += 1
+                    items_out.write(_missing_item(sample), h)
+                    if on_item:
+                        on_item(1)
+                    continue
+                pending.append((sample, response, h))
                 if len(pending) >= chunk_size:
                     process(pending)
                     pending = []
             if pending:
                 process(pending)
-            written = items_out.written
+            items_out.finish(s.id for s in samples(decode_images=False))
+            written, reused, redone = items_out.written, items_out.reused, items_out.redone
     finally:
         scorer.close()
-    if index is not None and missing == n_items and n_items:
-        raise InputError(
-            [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]
-        )
     if failed:
         write_jsonl_atomic(out / "failed.jsonl", failed)
     else:
         (out / "failed.jsonl").unlink(missing_ok=True)
-        reorder_jsonl(out / "items.jsonl", lambda: (s.id for s in samples(decode_images=False)))
     summary = bench.aggregate(_light_items(out / "items.jsonl"))
     methods = Counter(item.get("method") for item in _light_items(out / "items.jsonl"))
     summary.update(
@@ -407,19 +462,24 @@ def run_eval(
             "model": cfg.model,
             "predictions": str(cfg.predictions) if cfg.predictions else None,
             "data": str(cfg.data) if cfg.data else f"hub:{bench.hub.repo}",
+            "subset": f"the first {total} items (--limit {cfg.limit})" if cfg.limit else None,
             "backend": None if cfg.predictions else cfg.backend,
             "prompt_style": None if cfg.predictions else cfg.prompt_style,
             "decoding": None if cfg.predictions else cfg.decoding,
             "answer_judge": cfg.answer_judge_model if cfg.answer_judge else None,
             "methods": dict(methods),
-            "items_in_benchmark": n_items,
+            "items_in_benchmark": total,
             "missing_predictions": missing,
+            "reused": reused,
+            "redone": redone,
             "failed": len(failed),
             "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
     )
     write_json_atomic(out / "summary.json", summary)
-    return EvalSummary(out, summary, written, already, len(failed), missing, time.monotonic() - started)
+    return EvalSummary(
+        out, summary, written, reused, redone, len(failed), missing, time.monotonic() - started
+    )
 
 
 def _answer_judge(cfg: EvalConfig) -> LLMClient | None:

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import run_sync
-from prcli.config import StageConfig
+from prcli.config import EnvVarName, StageConfig
 from prcli.judge.lexical import lexical_verdicts
 from prcli.judge.prompt import (
     PROMPT_VERSION,
@@ -57,7 +57,7 @@ class JudgeConfig(StageConfig):
     base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="OpenAI-compatible server URL, ending in /v1."
     )
-    api_key_env: str = Field(
+    api_key_env: EnvVarName = Field(
         "OPENAI_API_KEY",
         description="Environment variable with the API key (the key is never passed or logged).",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,16 +13,11 @@ from pydantic import Field, StrictStr
 
 from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
-from prcli.jsonl import (
-    ResumableJsonl,
-    check_jsonl,
-    reorder_jsonl,
-    write_jsonl_atomic,
-)
+from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
 from prcli.judge.prompt import PROMPT_VERSION
 from prcli.records import Record, Response
-from prcli.runs import check_same_settings, sibling
+from prcli.runs import settings_hash, sibling
 
 
 class JudgeRunConfig(JudgeConfig):
@@ -47,6 +42,7 @@ class JudgeSummary:
     out: Path
     total: int
     already_done: int
+    redone: int
     written: int
     failed: int
     rejected: int
@@ -63,6 +59,7 @@ class JudgeSummary:
         return d
 
 
+# the settings that shape a result: a change redoes the judgements made under the old ones
 RESULT_KEYS = (
     "backend",
     "model",
@@ -114,37 +111,48 @@ def run_judge(
         rejected_path=sibling(config.out, ".rejected.jsonl"),
         convert=join,
     )
-    check_same_settings(
-        sibling(config.out, ".config.yaml"), config.out, config, RESULT_KEYS, overwrite=config.overwrite
-    )
     save_config(config, sibling(config.out, ".config.yaml"), extra={"prompt_version": PROMPT_VERSION})
 
     judge = judge or build_judge(config)
+    settings = settings_hash(config, RESULT_KEYS, prompt_version=PROMPT_VERSION)
+
+    def input_hash(r: Response) -> str:
+        return content_hash(settings, r.response, r.annotations or [])
+
     failed: list[dict[str, Any]] = []
     with ResumableJsonl(config.out, overwrite=config.overwrite) as out:
-        already = len(out.done)
-        todo = (r for r in responses if r.id not in out.done)  # streamed: memory does not grow with the input
+
+        def todo() -> Iterator[tuple[Response, str]]:  # streamed: memory does not grow with the input
+            for r in responses:
+                h = input_hash(r)
+                if not out.reuse(r.id, h):
+                    yield r, h
+                elif on_item:
+                    on_item()
+
         if on_start:
-            on_start(max(0, len(responses) - already))
+            on_start(len(responses))
         window = config.window or 4 * config.concurrency
 
         async def judge_all() -> None:
             from prcli.concurrency import ordered_window
 
-            items = (JudgeItem(r.id, list(r.annotations or []), r.response) for r in todo)
-            async for judgement in ordered_window(items, judge.judge, window):
+            async def judge_one(pair: tuple[Response, str]) -> tuple[Any, str]:
+                r, h = pair
+                return await judge.judge(JudgeItem(r.id, list(r.annotations or []), r.response)), h
+
+            async for judgement, h in ordered_window(todo(), judge_one, window):
                 if judgement.score is None and judgement.error is not None:
                     failed.append({"id": judgement.id, "error": judgement.error})
                 else:
-                    out.write(judgement)
+                    out.write(judgement, h)
                 if on_item:
                     on_item()
 
         run_sync(judge_all())
-        written = out.written
+        out.finish(r.id for r in responses)
+        already, redone, written = out.reused, out.redone, out.written
 
-    if not failed:  # complete: put lines retried in a later run back in input order
-        reorder_jsonl(config.out, lambda: (r.id for r in responses))
     failed_path = sibling(config.out, ".failed.jsonl")
     if failed:
         write_jsonl_atomic(failed_path, failed)
@@ -159,6 +167,7 @@ def run_judge(
         out=config.out,
         total=len(responses),
         already_done=already,
+        redone=redone,
         written=written,
         failed=len(failed),
         rejected=responses.n_rejected,
