@@ -373,7 +373,7 @@ def test_reading_the_released_layout(tmp_path: Path) -> None:
             "problem": "<image>Find g.",
             "answer": "2",
             "images": [{"bytes": buf.getvalue(), "path": None}],
-            "visual_key_info": None,
+            "visual_key_info": "<info1>$g = 2$</info1>",
         },
     ]
     features = Features(
@@ -391,16 +391,19 @@ def test_reading_the_released_layout(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     recs = read_jsonl(out, AnnotatedProblem)
     assert [r.id for r in recs] == ["r1-1", "r1-2"]
-    assert (
-        recs[0].annotations == ["$JKLM$ is a parallelogram.", "$JK = 3f - 6$"] and recs[1].annotations == []
-    )
+    assert recs[0].annotations == ["$JKLM$ is a parallelogram.", "$JK = 3f - 6$"]
+    assert recs[1].annotations == ["$g = 2$"]
     assert recs[0].images[0].endswith(".jpg") and Path(recs[0].images[0]).parent.name == "annotated_images"
-    assert json.loads(out.read_text().splitlines()[0])["images"] == ["annotated_images/r1-1_0.jpg"]
+    (name,) = json.loads(out.read_text().splitlines()[0])["images"]
+    assert name.startswith("annotated_images/r1-1-") and name.endswith("_0.jpg")
 
 
 def test_converter_errors_name_the_row(tmp_path: Path) -> None:
     src = tmp_path / "bad.jsonl"
-    src.write_text('{"problem": "q", "answer": "1", "images": ["missing.png"]}\n{"answer": "1"}\n')
+    info = '"visual_key_info": "<info1>AB = 1</info1>"'
+    src.write_text(
+        f'{{"problem": "q", "answer": "1", "images": ["missing.png"], {info}}}\n{{"answer": "1", {info}}}\n'
+    )
     result = runner.invoke(app, ["convert", str(src), str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1
     assert f"{src}:1: images[0]: image file not found" in result.output

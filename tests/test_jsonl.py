@@ -327,3 +327,36 @@ def test_response_records_need_no_annotations(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "r.jsonl", [json.dumps({"id": "1", "response": "AB = 3"})])
     (rec,) = read_jsonl(path, Response)
     assert rec.annotations is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("problems.parquet", b"PAR1" + bytes(range(256)) * 4 + b"PAR1", "a parquet file"),
+        ("problems.jsonl", b"PAR1" + bytes(range(256)) * 4 + b"PAR1", "a parquet file"),
+        ("problems.jsonl.gz", b"\x1f\x8b\x08\x00" + bytes(64), "a gzip-compressed file"),
+        ("problems.csv", b"id,question,answer\np1,q,1\np2,q,2\n", "a CSV file"),
+    ],
+)
+def test_another_format_is_one_clear_error(tmp_path: Path, name: str, content: bytes, kind: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    (msg,) = errors_of(path)
+    assert msg.startswith(f"{path}: expected a JSONL file (one JSON object a line), got {kind}")
+
+
+def test_response_annotations_follow_the_annotated_problem_rule(data_dir: Path) -> None:
+    for blank in ("", "   "):
+        path = write_lines(
+            data_dir / "r.jsonl", [json.dumps({"id": "1", "response": "x", "annotations": ["AB = 3", blank]})]
+        )
+        assert errors_of(path, Response) == [f"{path}:1: annotations: annotation 1 is empty"]
+        path = write_lines(data_dir / "a.jsonl", [problem(1, annotations=["AB = 3", blank])])
+        assert errors_of(path, AnnotatedProblem) == [f"{path}:1: annotations: annotation 1 is empty"]
+
+
+def test_an_annotated_problem_needs_an_annotation(data_dir: Path) -> None:
+    path = write_lines(data_dir / "a.jsonl", [problem(1, annotations=[])])
+    assert errors_of(path, AnnotatedProblem) == [
+        f"{path}:1: annotations: an annotated problem needs at least one annotation"
+    ]

@@ -115,8 +115,8 @@ def test_bootstrap_is_seeded(tmp_path: Path) -> None:
 def test_other_key_and_field_eg_perception_labels(tmp_path: Path) -> None:
     a = tmp_path / "a.jsonl"
     b = tmp_path / "b.jsonl"
-    a.write_text("".join(json.dumps({"pid": i, "perception_ok": int(i < 7)}) + "\n" for i in range(10)))
-    b.write_text("".join(json.dumps({"pid": i, "perception_ok": int(i < 9)}) + "\n" for i in range(10)))
+    a.write_text("".join(json.dumps({"pid": str(i), "perception_ok": int(i < 7)}) + "\n" for i in range(10)))
+    b.write_text("".join(json.dumps({"pid": str(i), "perception_ok": int(i < 9)}) + "\n" for i in range(10)))
     out = run(str(a), str(b), "--key", "pid", "--field", "perception_ok")
     assert (out["b"], out["c"], out["n"]) == (0, 2, 10) and out["field"] == "perception_ok"
     assert len(out["inputs"]["a_sha256"]) == 64
@@ -203,3 +203,31 @@ def test_table_output(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "b = 2" in result.output and "c = 10" in result.output and "p (chi2) <- selected" in result.output
     assert "warning:" in result.output  # 12 discordant pairs is too few for chi-square
+
+
+def test_a_field_no_line_has_is_one_error_listing_the_fields(tmp_path: Path) -> None:
+    a_path, b_path = pair_files(tmp_path, both=100, b=10, c=5, neither=5)
+    result = runner.invoke(app, ["mcnemar", str(a_path), str(b_path), "--field", "acc"])
+    assert result.exit_code == 1
+    problems = result.output.splitlines()[1:]
+    assert problems == [
+        f"{a_path}: acc: no such field in all 120 lines; the fields are: id, correct, task",
+        f"{b_path}: acc: no such field in all 120 lines; the fields are: id, correct, task",
+    ]
+    result = runner.invoke(app, ["mcnemar", str(a_path), str(b_path), "--key", "qid"])
+    assert result.exit_code == 1 and result.output.count("qid: no such field") == 2
+
+
+@pytest.mark.parametrize(("bad_id", "shown"), [(0, "0"), (None, "null"), (1.5, "1.5"), (["q"], '["q"]')])
+def test_ids_must_be_strings(tmp_path: Path, bad_id: object, shown: str) -> None:
+    """0 and "0" (or null and "None") are not the same item: a non-string id is an error, not paired."""
+    a_path = tmp_path / "a.jsonl"
+    a_path.write_text(json.dumps({"id": bad_id, "correct": True}) + "\n" + '{"id": "x", "correct": true}\n')
+    b_path = tmp_path / "b.jsonl"
+    b_path.write_text(
+        json.dumps({"id": str(bad_id), "correct": False}) + "\n" + '{"id": "x", "correct": true}\n'
+    )
+    for extra in ([], ["--intersect"]):
+        result = runner.invoke(app, ["mcnemar", str(a_path), str(b_path), *extra])
+        assert result.exit_code == 1, result.output
+        assert f"{a_path}:1: id: expected a string, got {shown}" in result.output

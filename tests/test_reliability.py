@@ -442,6 +442,7 @@ def bad_files(
     f("duplicate", line + b"\n" + other + b"\n" + line + b"\n", "{path}:3: " + key + ": duplicate")
     f("non_utf8", line + b"\n" + line.replace(b'"', b'"\xff', 1) + b"\n", "{path}:2: not valid UTF-8")
     f("bad_json", line + b"\n{" + b"\n", "{path}:2: invalid JSON")
+    f("parquet", b"PAR1" + bytes(range(256)) * 3 + b"PAR1", "{path}: expected a JSONL file")
     return out
 
 
@@ -468,7 +469,7 @@ def image_cases(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-CORPUS = ["empty", "garbage", "huge", "wrong_type", "duplicate", "non_utf8", "bad_json"]
+CORPUS = ["empty", "garbage", "huge", "wrong_type", "duplicate", "non_utf8", "bad_json", "parquet"]
 
 
 @pytest.fixture
@@ -534,7 +535,7 @@ def test_bad_predictions_for_eval(tmp_path: Path, case: str, short_lines: None) 
     )
 
 
-@pytest.mark.parametrize("case", ["garbage", "bad_json", "non_utf8", "empty"])
+@pytest.mark.parametrize("case", ["garbage", "bad_json", "non_utf8", "empty", "parquet"])
 def test_bad_items_for_mcnemar(tmp_path: Path, case: str, short_lines: None) -> None:
     good = write(tmp_path / "good.jsonl", [{"id": "a", "correct": True}])
     path, expect = bad_files(tmp_path / "bad", {"id": "a", "correct": True})[case]

@@ -9,118 +9,259 @@ next to it), `to_perception_r1` writes ours back (parquet with the image bytes e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from prcli.annotate.extract import parse_annotations
-from prcli.errors import StageError
-from prcli.jsonl import InputError, LineProblem, check_jsonl, validation_problems, write_jsonl_atomic
+from prcli.jsonl import (
+    InputError,
+    LineProblem,
+    check_jsonl,
+    iter_raw_lines,
+    parse_line,
+    require_jsonl_file,
+    validation_problems,
+    write_jsonl_atomic,
+)
 from prcli.judge.prompt import format_annotations
+from prcli.paths import safe_filename
 from prcli.records import AnnotatedProblem, relative_if_inside
 
 R1_COLUMNS = ("problem", "answer", "images", "visual_key_info")
+REQUIRED_COLUMNS = ("problem", "answer", "visual_key_info")
+_COLUMN_OF = {"question": "problem", "annotations": "visual_key_info"}  # our field -> released column
+_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
+
+_Row = dict[str, Any] | LineProblem
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _is_parquet(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return path.suffix.lower() == ".parquet" or fh.read(4) == b"PAR1"
 
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, _Row]]:
+    """Rows numbered from 1 (the row number stands in for the line); unreadable files are one error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PAR1":
+            raise InputError([LineProblem(path, 0, "not a parquet file (it does not start with PAR1)")])
+    try:
+        table = pq.ParquetFile(path)
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.schema_arrow.names]
+        if missing:
+            raise InputError([LineProblem(path, 0, "required column is missing", c) for c in missing])
         n = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+        for batch in table.iter_batches(batch_size=256):
             for row in batch.to_pylist():
                 n += 1
                 yield n, row
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError([LineProblem(path, 0, f"cannot read the parquet file: {exc}")]) from None
+
+
+def _rows(path: Path) -> Iterator[tuple[int, _Row]]:
+    if _is_parquet(path):
+        yield from _parquet_rows(path)
         return
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            if raw.strip():
-                try:
-                    yield n, json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise InputError([LineProblem(path, n, f"invalid JSON: {exc}")]) from None
+    require_jsonl_file(path)
+    for n, raw in iter_raw_lines(path):
+        parsed = parse_line(path, n, raw)
+        if parsed is not None:
+            yield n, parsed
 
 
-def _image_bytes(entry: Any, base: Path) -> tuple[bytes | None, str | None]:
-    """(bytes, source path) of one `images` entry in any of the released layouts."""
+class _BadImage(ValueError):
+    """What is wrong with one `images` entry; `part` names the part of the entry (e.g. `.bytes`)."""
+
+    def __init__(self, message: str, part: str = ""):
+        super().__init__(message)
+        self.part = part
+
+
+def _image_bytes(entry: Any) -> tuple[bytes | None, str]:
+    """(bytes, "") or (None, path) of one `images` entry in any of the released layouts."""
     if isinstance(entry, (bytes, bytearray)):
-        return bytes(entry), None
+        return bytes(entry), ""
     if isinstance(entry, dict):
-        if entry.get("bytes"):
-            return bytes(entry["bytes"]), entry.get("path")
+        data = entry.get("bytes")
+        if data:
+            if not isinstance(data, (bytes, bytearray)):
+                raise _BadImage(f"expected raw image bytes, got {type(data).__name__}", ".bytes")
+            return bytes(data), ""
         entry = entry.get("path")
     if isinstance(entry, str):
-        p = Path(entry)
-        return None, str(p if p.is_absolute() else base / p)
-    raise ValueError(f"unsupported image entry of type {type(entry).__name__}")
+        return None, entry
+    raise _BadImage(f"expected image bytes, a path or a {{bytes, path}} struct, got {type(entry).__name__}")
 
 
 def _extension(data: bytes) -> str:
-    from PIL import Image
+    """The file suffix of embedded image bytes; _BadImage if they do not decode as an image."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(data)) as im:
-        return {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}.get(
-            im.format or "", ".png"
-        )
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+            return _FORMATS.get(im.format or "", ".png")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _BadImage(f"embedded bytes are not a readable image ({exc})", ".bytes") from None
+
+
+def _stage_images(
+    entries: Any, rid: str, staging: Path, where: tuple[Path, int]
+) -> tuple[list[str], list[LineProblem]]:
+    """A row's image paths, embedded bytes written into `staging` under names safe for any id.
+
+    Path entries are left to the record's own image check.
+    """
+    if entries is None:
+        return [], []
+    if not isinstance(entries, list):
+        return [], [LineProblem(*where, f"expected a list, got {type(entries).__name__}", "images")]
+    paths: list[str] = []
+    problems: list[LineProblem] = []
+    for k, entry in enumerate(entries):
+        try:
+            data, path = _image_bytes(entry)
+            if data is not None:
+                target = staging / safe_filename(rid, f"_{k}{_extension(data)}")
+                target.write_bytes(data)
+                path = str(target.resolve())
+        except _BadImage as exc:
+            problems.append(LineProblem(*where, str(exc), f"images[{k}]{exc.part}"))
+            continue
+        paths.append(path)
+    return paths, problems
+
+
+def _released_field(field: str | None) -> str | None:
+    """A validation error's field under its released column name (question -> problem, ...)."""
+    if field is None:
+        return None
+    head = re.split(r"[.\[]", field, maxsplit=1)[0]
+    return _COLUMN_OF[head] + field[len(head) :] if head in _COLUMN_OF else field
+
+
+def _record(
+    n: int, row: dict[str, Any], src: Path, staging: Path, created: str
+) -> AnnotatedProblem | list[LineProblem]:
+    """One released row as our validated record, or its problems (named after the released columns)."""
+    problems = [
+        LineProblem(src, n, "required column is missing", c) for c in REQUIRED_COLUMNS if c not in row
+    ]
+    rid = row.get("id", f"r1-{n}")  # a null id is kept, to be rejected: ids are strings
+    images, image_problems = _stage_images(row.get("images"), str(rid), staging, (src, n))
+    problems += image_problems
+    info = row.get("visual_key_info")
+    if info is not None and not isinstance(info, str):
+        message = f"expected <infoK> tags in a string, got {type(info).__name__}"
+        problems.append(LineProblem(src, n, message, "visual_key_info"))
+    extras = {k: v for k, v in row.items() if k not in (*R1_COLUMNS, "id") and _jsonable(v)}
+    record = {
+        **extras,
+        "id": rid,
+        "images": images,
+        "annotations": parse_annotations(info) if isinstance(info, str) else [],
+        "provenance": {
+            "extractor": "released Perception-R1 data",
+            "prompt_version": "unknown",
+            "created": created,
+            "source": str(src),
+        },
+    }
+    for column in ("problem", "answer"):  # a missing one is reported above, not filled in
+        if column in row:
+            record["question" if column == "problem" else column] = row[column]
+    try:
+        validated = AnnotatedProblem.model_validate(record, context={"base_dir": src.parent})
+    except ValidationError as exc:
+        reported = {p.field for p in problems}
+        for p in validation_problems(src, n, exc):
+            field = _released_field(p.field)
+            if field not in reported:  # e.g. a missing column: not also "needs at least one annotation"
+                problems.append(replace(p, field=field))
+    return problems or validated
+
+
+@contextlib.contextmanager
+def _staged_folder(final: Path) -> Iterator[Path]:
+    """A temporary folder beside `final` for `_publish` to move into place; if the block fails it is
+    removed, with any parent folders made for it: a failed conversion leaves nothing behind."""
+    made = [p for p in (final.parent, *final.parent.parents) if not p.exists()]  # deepest first
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)  # empty if no row embedded images; else already moved
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Move `staging` over `final`, replacing the images of an earlier conversion as a whole."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+    try:
+        if final.exists() or final.is_symlink():
+            os.replace(final, trash / final.name)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def from_perception_r1(src: str | Path, out: str | Path) -> int:
-    """Released format -> our annotated JSONL; embedded images are written to `<out stem>_images/`."""
+    """Released format -> our annotated JSONL; embedded images are written to `<out stem>_images/`.
+
+    Every row is validated like any other stage's input (strict types, unique string ids, at least one
+    annotation); images are written to a temporary folder that replaces `<out stem>_images/` only once
+    all rows are good, so bad input leaves no output at all.
+    """
     src, out = Path(src), Path(out)
-    if not src.exists():
-        raise InputError([LineProblem(src, 0, "file not found")])
     image_dir = out.with_name(out.stem + "_images")
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     records: list[AnnotatedProblem] = []
     problems: list[LineProblem] = []
-    for n, row in _rows(src):
-        missing = [c for c in ("problem", "answer") if row.get(c) is None]
-        if missing:
-            problems.append(LineProblem(src, n, "required column is missing", missing[0]))
-            continue
-        rid = str(row.get("id") if row.get("id") is not None else f"r1-{n}")
-        images = []
-        try:
-            for k, entry in enumerate(row.get("images") or []):
-                data, path = _image_bytes(entry, src.parent)
-                if data is not None:
-                    image_dir.mkdir(parents=True, exist_ok=True)
-                    target = image_dir / f"{rid}_{k}{_extension(data)}"
-                    target.write_bytes(data)
-                    path = str(target.resolve())
-                images.append(path)
-        except (ValueError, OSError) as exc:
-            problems.append(LineProblem(src, n, str(exc), "images"))
-            continue
-        extras = {k: v for k, v in row.items() if k not in (*R1_COLUMNS, "id") and _jsonable(v)}
-        record = {
-            **extras,
-            "id": rid,
-            "question": str(row["problem"]),
-            "images": images,
-            "answer": str(row["answer"]),
-            "annotations": parse_annotations(row.get("visual_key_info") or ""),
-            "provenance": {
-                "extractor": "released Perception-R1 data",
-                "prompt_version": "unknown",
-                "created": created,
-                "source": str(src),
-            },
-        }
-        try:
-            records.append(AnnotatedProblem.model_validate(record, context={"base_dir": src.parent}))
-        except ValidationError as exc:
-            problems.extend(validation_problems(src, n, exc))
-    if problems:
-        raise InputError(problems)
-    if not records:
-        raise StageError(f"{src}: no rows")
-    return write_jsonl_atomic(out, records)
+    first_line: dict[str, int] = {}
+    with _staged_folder(image_dir) as staging:
+        for n, row in _rows(src):
+            result = row if isinstance(row, LineProblem) else _record(n, row, src, staging, created)
+            if isinstance(result, AnnotatedProblem):
+                if result.id in first_line:
+                    message = f"duplicate id {result.id!r} (first at line {first_line[result.id]})"
+                    problems.append(LineProblem(src, n, message, "id"))
+                    continue
+                first_line[result.id] = n
+                records.append(result)
+            else:
+                problems.extend([result] if isinstance(result, LineProblem) else result)
+        if problems:
+            raise InputError(problems)
+        if not records:
+            raise InputError([LineProblem(src, 0, "empty file: no records")])
+        staged = {str(p.resolve()): str(image_dir.resolve() / p.name) for p in staging.iterdir()}
+        if staged:
+            _publish(staging, image_dir)
+            records = [r.model_copy(update={"images": [staged.get(p, p) for p in r.images]}) for r in records]
+        return write_jsonl_atomic(out, records)
 
 
 def _jsonable(value: Any) -> bool:
@@ -141,7 +282,7 @@ def to_perception_r1(src: str | Path, out: str | Path) -> int:
             "problem": r.question,
             "answer": r.answer,
             "images": list(r.images),
-            "visual_key_info": format_annotations(r.annotations) if r.annotations else None,
+            "visual_key_info": format_annotations(r.annotations),
         }
         for r in records
     ]

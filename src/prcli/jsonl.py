@@ -121,6 +121,42 @@ def parse_line(path: Path, lineno: int, raw: bytes | None) -> dict[str, Any] | L
     return obj
 
 
+# Leading bytes and suffixes of formats people pass by mistake: one clear error instead of a
+# screenful of "invalid JSON" lines.
+_FOREIGN_MAGIC = {
+    b"PAR1": "a parquet file",
+    b"ARROW1": "an Arrow file",
+    b"PK\x03\x04": "a zip archive (or an Excel workbook)",
+    b"\x1f\x8b": "a gzip-compressed file; decompress it first",
+    b"%PDF": "a PDF file",
+}
+_FOREIGN_SUFFIXES = {
+    ".parquet": "a parquet file",
+    ".arrow": "an Arrow file",
+    ".feather": "an Arrow file",
+    ".csv": "a CSV file",
+    ".tsv": "a TSV file",
+    ".xlsx": "an Excel workbook",
+    ".xls": "an Excel workbook",
+}
+
+
+def require_jsonl_file(path: Path) -> None:
+    """Raise InputError with one problem if `path` is missing, a folder, or plainly another format."""
+    if not path.exists():
+        raise InputError([LineProblem(path, 0, "file not found")])
+    if path.is_dir():
+        raise InputError([LineProblem(path, 0, "is a folder, expected a JSONL file")])
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    kind = next((k for magic, k in _FOREIGN_MAGIC.items() if head.startswith(magic)), None)
+    kind = kind or _FOREIGN_SUFFIXES.get(path.suffix.lower())
+    if kind:
+        hint = " (`pr convert` reads the released Perception-R1 parquet)" if "parquet" in kind else ""
+        message = f"expected a JSONL file (one JSON object a line), got {kind}{hint}"
+        raise InputError([LineProblem(path, 0, message)])
+
+
 @dataclass
 class ScannedLine(Generic[T]):
     line: int
@@ -242,10 +278,7 @@ def check_jsonl(
     `rejected_path` (one `{"file", "line", "errors", "raw"}` object each) and are left out.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError([LineProblem(path, 0, "file not found")])
-    if path.is_dir():
-        raise InputError([LineProblem(path, 0, "is a folder, expected a JSONL file")])
+    require_jsonl_file(path)
     problems: list[LineProblem] = []
     rejected: list[dict[str, Any]] = []
     rejected_lines: set[int] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from prcli.config import StageConfig
-from prcli.jsonl import InputError, LineProblem, iter_raw_lines, parse_line
+from prcli.jsonl import InputError, LineProblem, iter_raw_lines, parse_line, require_jsonl_file
 from prcli.stats import McNemarResult, Method, adjust, mcnemar
 
 
@@ -60,15 +61,24 @@ def _as_bool(value: Any) -> bool | None:
     return None
 
 
+def _missing_everywhere(path: Path, name: str, lines: list[int], seen: dict[str, None]) -> LineProblem:
+    """One problem for a field no line has (a typo in --key/--field), listing the fields there are."""
+    fields = ", ".join(list(seen)[:30]) + (", ..." if len(seen) > 30 else "")
+    where = f"in all {len(lines)} lines" if len(lines) > 1 else "in the file"
+    return LineProblem(path, 0, f"no such field {where}; the fields are: {fields}", name)
+
+
 def read_outcomes(path: Path, key: str, field_name: str, by: str | None) -> Outcomes:
-    if not path.exists():
-        raise InputError([LineProblem(path, 0, "file not found")])
+    require_jsonl_file(path)
     values: dict[str, bool] = {}
     categories: dict[str, Any] = {}
     first_line: dict[str, int] = {}
     duplicates: set[str] = set()
     errors: list[LineProblem] = []
     droppable: list[LineProblem] = []
+    missing: dict[str, list[int]] = {key: [], field_name: []}  # lines without the key / the outcome
+    seen: dict[str, None] = {}  # every field name, in order of first appearance
+    n_objects = 0
     digest = hashlib.sha256()
     for lineno, raw in iter_raw_lines(path):
         if raw is not None:
@@ -79,12 +89,17 @@ def read_outcomes(path: Path, key: str, field_name: str, by: str | None) -> Outc
         if isinstance(obj, LineProblem):
             errors.append(obj)
             continue
-        if key not in obj:
-            errors.append(LineProblem(path, lineno, "required field is missing", key))
+        n_objects += 1
+        seen.update(dict.fromkeys(obj))
+        absent = [name for name in missing if name not in obj]
+        for name in absent:
+            missing[name].append(lineno)
+        if absent:
             continue
-        item_id = str(obj[key])
-        if field_name not in obj:
-            errors.append(LineProblem(path, lineno, "required field is missing", field_name))
+        item_id = obj[key]
+        if not isinstance(item_id, str):  # ids are strings: 0 and "0", null and "None" are not one item
+            got = json.dumps(item_id, ensure_ascii=False, default=str)
+            errors.append(LineProblem(path, lineno, f"expected a string, got {got}", key))
             continue
         outcome = _as_bool(obj[field_name])
         if outcome is None:
@@ -106,6 +121,12 @@ def read_outcomes(path: Path, key: str, field_name: str, by: str | None) -> Outc
             categories[item_id] = obj.get(by)
     for item_id in duplicates:  # an id seen twice has no single outcome
         values.pop(item_id, None)
+    for name, lines in missing.items():
+        if lines and len(lines) == n_objects:
+            errors.append(_missing_everywhere(path, name, lines, seen))
+        else:
+            errors.extend(LineProblem(path, line, "required field is missing", name) for line in lines)
+    errors.sort(key=lambda p: p.line)
     if not values and not errors and not droppable:
         errors.append(LineProblem(path, 0, "empty file: no items"))
     return Outcomes(path, values, categories, errors, droppable, digest.hexdigest())

@@ -67,6 +67,17 @@ def _nonempty(value: str) -> str:
 Id = Annotated[StrictStr, AfterValidator(_nonempty)]
 
 
+def _no_blank_annotations(value: list[str]) -> list[str]:
+    for i, a in enumerate(value):
+        if not a.strip():
+            raise ValueError(f"annotation {i} is empty")
+    return value
+
+
+# One rule wherever annotations appear (annotated problems, responses): a blank one is an error.
+Annotations = Annotated[list[StrictStr], AfterValidator(_no_blank_annotations)]
+
+
 class Record(BaseModel):
     """Base of every record: unknown fields are kept, known ones are strictly typed."""
 
@@ -105,15 +116,15 @@ class Provenance(BaseModel):
 class AnnotatedProblem(Problem):
     """Output of `pr annotate`, input of `pr train`: a Problem with its visual annotations."""
 
-    annotations: list[StrictStr]
+    annotations: Annotations
     provenance: Provenance | None = None
 
     @field_validator("annotations")
     @classmethod
-    def _no_blank_annotations(cls, value: list[str]) -> list[str]:
-        for i, a in enumerate(value):
-            if not a.strip():
-                raise ValueError(f"annotation {i} is empty")
+    def _at_least_one(cls, value: list[str]) -> list[str]:
+        """`pr annotate` drops a problem it finds no visual fact in; the perception reward needs one."""
+        if not value:
+            raise ValueError("an annotated problem needs at least one annotation")
         return value
 
 
@@ -122,7 +133,7 @@ class Response(Record):
 
     id: Id
     response: StrictStr
-    annotations: list[StrictStr] | None = None
+    annotations: Annotations | None = None
 
 
 class Judgement(Record):
