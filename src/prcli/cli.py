@@ -15,7 +15,7 @@ from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.train import TrainConfig
-from prcli.ui import console, fail, handle_errors, print_json, retry_failed, table, with_progress
+from prcli.ui import console, fail, handle_errors, print_json, retry_failed, say_redone, table, with_progress
 
 app = typer.Typer(
     name="pr",
@@ -65,7 +65,7 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
                 [
                     "problems in",
                     "reused",
-                    "redone (input changed)",
+                    "redone",
                     "CoTs given",
                     "CoTs distilled",
                     "kept",
@@ -91,6 +91,7 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
             )
         )
         console.print(f"annotated: [bold]{summary.out}[/]   dropped: {reasons}")
+        say_redone(summary.redone, "problem(s)")
     if summary.failed:
         raise retry_failed(summary.failed, "problem(s)", summary.failed_path)
 
@@ -179,7 +180,7 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
                     "responses",
                     "reused",
                     "judged now",
-                    "redone (input changed)",
+                    "redone",
                     "cache hits",
                     "failed",
                     "rejected",
@@ -202,6 +203,7 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
             )
         )
         console.print(f"judgements: [bold]{summary.out}[/]")
+        say_redone(summary.redone, "judgement(s)")
     if summary.failed:
         raise retry_failed(summary.failed, "judgement(s)", summary.failed_path)
 

@@ -47,6 +47,12 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"bad input\n{exc}") from None
         except StageError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:  # an output path that cannot be written, a file that vanished, a full disk
+            where = f"{exc.filename}: " if exc.filename else ""
+            why = exc.strerror or str(exc)
+            if isinstance(exc, (FileExistsError, NotADirectoryError)):
+                why = "a file stands where a folder is needed (choose another output path)"
+            raise fail(f"{where}{why}") from None
         except KeyboardInterrupt:
             console.print(
                 "[yellow]interrupted[/]: finished work is saved; run the same command again to resume"
@@ -76,6 +82,12 @@ def with_progress(label: str, run: Callable[[Callable[[int | None], None], Calla
     with progress() as bar:
         task = bar.add_task(label, total=None)
         return run(lambda n: bar.update(task, total=n), lambda k=1: bar.advance(task, k))
+
+
+def say_redone(count: int, what: str) -> None:
+    """Resume reuses a result only for the same input: say when some were not reused."""
+    if count:
+        console.print(f"{count} {what} redone: their input or settings changed since the last run")
 
 
 def retry_failed(count: int, what: str, listed_in: Any) -> typer.Exit:

@@ -1,0 +1,62 @@
+"""Inputs of the hostile corpus that YAML text cannot hold: images, binary files, huge lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+
+def png(tmp: Path) -> None:
+    """`img.png`, a small real image."""
+    Image.new("RGB", (32, 32), "white").save(tmp / "img.png")
+
+
+def bench16(tmp: Path) -> None:
+    """`bench.jsonl`: a 16-item local benchmark whose answers are 1..16."""
+    rows = [{"id": str(i), "question": f"What is {i}?", "answer": str(i)} for i in range(1, 17)]
+    (tmp / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def huge_prediction(tmp: Path) -> None:
+    """`huge.jsonl`: one prediction line of 17 MiB (past 24-bit offsets), then a normal one."""
+    pad = "x" * (17 * 1024 * 1024)
+    rows = [
+        {"id": "1", "response": pad + " The answer is \\boxed{1}."},
+        {"id": "2", "response": "\\boxed{2}"},
+    ]
+    (tmp / "huge.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def non_utf8_json(tmp: Path) -> None:
+    (tmp / "preds.json").write_bytes(b'{"1": "caf\xe9"}')
+
+
+def parquet_problems(tmp: Path) -> None:
+    """`problems.parquet`: a real parquet file where JSONL belongs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a"], "question": ["q"], "answer": ["1"]}), tmp / "problems.parquet")
+
+
+def garbage_parquet(tmp: Path) -> None:
+    (tmp / "released.parquet").write_bytes(b"PAR1 this is not a parquet file at all")
+
+
+def released_bytes_as_str(tmp: Path) -> None:
+    """`released.jsonl`: the released layout with an image's bytes given as a string."""
+    row = {
+        "id": "r1",
+        "problem": "<image>Find x.",
+        "answer": "3",
+        "images": [{"bytes": "not bytes", "path": None}],
+        "visual_key_info": "<info1>AB = 3</info1>",
+    }
+    (tmp / "released.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+
+
+def a_file_in_the_way(tmp: Path) -> None:
+    """`blocker`: a plain file where an output folder's parent would go."""
+    (tmp / "blocker").write_text("not a folder")
