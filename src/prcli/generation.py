@@ -79,29 +79,9 @@ class ChatGenerator:
         self.model.to(self.device).eval()
         self._lock = threading.Lock()
 
-    def chat(
-        self,
-        conversations: list[list[Message]],
-        *,
-        images: list[list[Any]] | None = None,
-        max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-    ) -> list[str]:
-        """One reply per conversation. `images[i]` are the PIL images of conversation i, in the
-        order of its `{"type": "image"}` parts."""
-        return [
-            text
-            for text, _ in self.chat_with_reasons(
-                conversations,
-                images=images,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-            )
-        ]
+    def chat(self, conversations: list[list[Message]], **kwargs: Any) -> list[str]:
+        """One reply per conversation (the arguments of `chat_with_reasons`)."""
+        return [text for text, _ in self.chat_with_reasons(conversations, **kwargs)]
 
     def chat_with_reasons(
         self,
@@ -114,7 +94,8 @@ class ChatGenerator:
         seed: int | None = None,
     ) -> list[tuple[str, str]]:
         """(reply, finish reason) per conversation: "length" when the reply was cut at
-        `max_new_tokens`, "stop" when the model ended it, as an OpenAI server reports them."""
+        `max_new_tokens`, "stop" when the model ended it, as an OpenAI server reports them.
+        `images[i]` are the PIL images of conversation i, in the order of its image parts."""
         import torch
 
         template_owner = self.processor if self.processor is not None else self.tokenizer

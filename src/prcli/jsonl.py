@@ -403,6 +403,15 @@ def content_hash(*parts: Any) -> str:
 INPUT_HASH = "input_hash"
 
 
+def sibling(output_file: str | Path, suffix: str) -> Path:
+    """A side file of an output file: `out.jsonl` + `.config.yaml` -> `out.config.yaml`.
+
+    (Folder outputs - `pr eval`, `pr train` - keep their side files inside the folder.)
+    """
+    out = Path(output_file)
+    return out.with_name((out.stem if out.suffix == ".jsonl" else out.name) + suffix)
+
+
 def _keys_and_hashes(path: Path, key: str) -> Iterator[tuple[int, int, str, str | None]]:
     """(offset, length, key, input hash) of each whole line of a resumable output."""
     pos = 0
@@ -446,29 +455,30 @@ class ResumableJsonl:
 
     def __init__(self, path: str | Path, *, key: str = "id", overwrite: bool = False):
         self.path = Path(path)
-        self.stale_path = self.path.with_name(
-            (self.path.stem if self.path.suffix == ".jsonl" else self.path.name) + ".stale.jsonl"
-        )
+        self.stale_path = sibling(self.path, ".stale.jsonl")
         self.key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = 0
         if overwrite:
             for p in (self.path, self.stale_path):
                 p.unlink(missing_ok=True)
-        self._found: dict[str, set[str | None]] = {}  # key -> input hashes of its finished records
-        for p in (self.path, self.stale_path):
-            if p.exists():
-                self._collect(p)
+        # key -> input hash of its newest finished line (one string a line: memory stays small)
+        self._found: dict[str, str | None] = {}
+        self._stale: dict[str, set[str | None]] = {}  # the same for the stale file, usually empty
+        if self.path.exists():
+            self._collect(self.path, lambda k, h: self._found.__setitem__(k, h))
+        if self.stale_path.exists():
+            self._collect(self.stale_path, lambda k, h: self._stale.setdefault(k, set()).add(h))
         self._keep: dict[str, str] = {}  # key -> the input hash this run settled on
         self.reused = 0
         self.redone = 0  # finished before, but from another input
         self.written = 0
         self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
 
-    def _collect(self, path: Path) -> None:
+    def _collect(self, path: Path, add: Callable[[str, str | None], None]) -> None:
         good_end = 0
         for offset, length, k, h in _keys_and_hashes(path, self.key):
-            self._found.setdefault(k, set()).add(h)
+            add(k, h)
             good_end = offset + length
         size = path.stat().st_size
         if good_end < size:  # the tail of a write cut by a kill
@@ -479,21 +489,21 @@ class ResumableJsonl:
     @property
     def n_found(self) -> int:
         """Keys with a finished record when the output was opened."""
-        return len(self._found)
+        return len(self._found.keys() | self._stale.keys())
 
     def has(self, key: str) -> bool:
-        return key in self._found
+        return key in self._found or key in self._stale
+
+    def _matches(self, key: str, input_hash: str) -> bool:
+        return self._found.get(key) == input_hash or input_hash in self._stale.get(key, ())
 
     def reuse(self, key: str, input_hash: str) -> bool:
         """True (and the record is kept) when a finished record for `key` came from this input."""
-        hashes = self._found.get(key)
-        if hashes is None:
+        if not self._matches(key, input_hash):
             return False
-        if input_hash in hashes:
-            self._keep[key] = input_hash
-            self.reused += 1
-            return True
-        return False
+        self._keep[key] = input_hash
+        self.reused += 1
+        return True
 
     def write(self, record: BaseModel | dict[str, Any], input_hash: str) -> None:
         if isinstance(record, BaseModel):
@@ -503,10 +513,10 @@ class ResumableJsonl:
         line = (_dumps(record, None) + "\n").encode("utf-8")
         self._fh.write(line)
         self._fh.flush()
-        if k in self._found and input_hash not in self._found[k]:
+        if self.has(k) and not self._matches(k, input_hash):
             self.redone += 1
         self._keep[k] = input_hash
-        self._found.setdefault(k, set()).add(input_hash)
+        self._found[k] = input_hash
         self.written += 1
 
     def finish(self, order: Iterable[str]) -> None:
