@@ -293,6 +293,8 @@ def test_faults_then_resume_equals_an_undisturbed_run(tmp_path: Path, stage_name
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["dies", "500"])
 def test_training_survives_a_failing_judge(tiny_model_dir: Path, tmp_path: Path, fault: str) -> None:
+    """A judge that fails after answering part of the first step (a judge failing the whole first
+    step stops the run: tests/test_hostile_train.py)."""
     rows = []
     for i in range(4):
         make_image(tmp_path / f"{i}.png", size=(56, 56))
@@ -306,7 +308,12 @@ def test_training_survives_a_failing_judge(tiny_model_dir: Path, tmp_path: Path,
             }
         )
     data = write(tmp_path / "a.jsonl", rows)
-    with faulty_server(fault) as srv:
+    server = (
+        faulty_server(fault)
+        if fault == "dies"
+        else FaultServer(reply=reply, script=["ok"] * 4, default=fault)
+    )
+    with server as srv:
         args = [
             "train",
             "-m",

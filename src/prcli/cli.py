@@ -373,11 +373,20 @@ def plot_cmd(
     field: Annotated[
         str | None, typer.Option(help="Category field for the eval comparison (default: guessed).")
     ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--labels",
+            help="Series names, one per file in order: a,b,... or the option repeated "
+            "(default: the part of the paths that differs, e.g. evals/NAME/mathvista/items.jsonl).",
+        ),
+    ] = None,
 ) -> None:
     """Plot training curves, eval comparisons (models side by side) and perception score distributions."""
     from prcli.plots import plot_files
 
-    for path in plot_files(files, out, field):
+    names = [n.strip() for value in labels for n in value.split(",")] if labels else None
+    for path in plot_files(files, out, field, names):
         console.print(f"wrote [bold]{path}[/]")
 
 

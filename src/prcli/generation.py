@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from prcli.concurrency import MicroBatcher
-from prcli.models import resolve_model
+from prcli.models import model_errors, resolve_model
 
 Message = dict[str, Any]
 
@@ -47,32 +47,33 @@ class ChatGenerator:
 
         self.name = resolve_model(model)
         self.device = pick_device(device)
-        config = AutoConfig.from_pretrained(self.name)
-        self.is_vlm = is_vision_config(config)
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
-        if self.is_vlm:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+        with model_errors(model):  # one clean line for a missing or broken model (train shares it)
+            config = AutoConfig.from_pretrained(self.name)
+            self.is_vlm = is_vision_config(config)
+            if dtype == "auto":
+                torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            else:
+                torch_dtype = getattr(torch, dtype)
+            if self.is_vlm:
+                from transformers import AutoModelForImageTextToText, AutoProcessor
 
-            kwargs: dict[str, Any] = {}
-            if min_pixels or max_pixels:
-                size = {}
-                if min_pixels:
-                    size["shortest_edge"] = min_pixels
-                if max_pixels:
-                    size["longest_edge"] = max_pixels
-                kwargs["size"] = size
-            self.processor = AutoProcessor.from_pretrained(self.name, **kwargs)
-            self.tokenizer = self.processor.tokenizer
-            self.model = AutoModelForImageTextToText.from_pretrained(self.name, dtype=torch_dtype)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+                kwargs: dict[str, Any] = {}
+                if min_pixels or max_pixels:
+                    size = {}
+                    if min_pixels:
+                        size["shortest_edge"] = min_pixels
+                    if max_pixels:
+                        size["longest_edge"] = max_pixels
+                    kwargs["size"] = size
+                self.processor = AutoProcessor.from_pretrained(self.name, **kwargs)
+                self.tokenizer = self.processor.tokenizer
+                self.model = AutoModelForImageTextToText.from_pretrained(self.name, dtype=torch_dtype)
+            else:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            self.processor = None
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name)
-            self.model = AutoModelForCausalLM.from_pretrained(self.name, dtype=torch_dtype)
+                self.processor = None
+                self.tokenizer = AutoTokenizer.from_pretrained(self.name)
+                self.model = AutoModelForCausalLM.from_pretrained(self.name, dtype=torch_dtype)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

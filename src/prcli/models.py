@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from prcli.errors import StageError
 
 ALIASES: dict[str, str] = {
     "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
@@ -30,3 +34,44 @@ def resolve_model(name: str) -> str:
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     return ALIASES.get(name.lower(), name)
+
+
+@contextmanager
+def model_errors(name: str) -> Iterator[None]:
+    """Turn a failed `from_pretrained` of `name` into one clean line (a StageError).
+
+    transformers raises OSError/ValueError with many-line messages and a deep traceback for a
+    missing folder, an unknown hub id, no network or a folder without a model; train and eval both
+    load through here so the user sees the same single line.
+    """
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise StageError(describe_load_error(name, exc)) from None
+
+
+def describe_load_error(name: str, exc: BaseException) -> str:
+    resolved = resolve_model(name)
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    if Path(resolved).expanduser().exists():
+        return f"cannot load model {name!r} from {resolved}: {first}"
+    if _looks_like_path(name):
+        return f"model folder not found: {name}"
+    return (
+        f"cannot load model {name!r}: not a local folder, and not found on the Hugging Face hub or in its cache "
+        f"({first})"
+    )
+
+
+def check_model(name: str) -> str:
+    """The resolved name of a model whose config loads; a clear StageError otherwise (cheap: no weights)."""
+    from transformers import AutoConfig
+
+    resolved = resolve_model(name)
+    with model_errors(name):
+        AutoConfig.from_pretrained(resolved)
+    return resolved
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1

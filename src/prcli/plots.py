@@ -34,9 +34,39 @@ def _rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def _label(path: Path) -> str:
-    """A model's name from its file: the folder of items.jsonl, else the file stem."""
-    return path.parent.name if path.stem in ("items", "judgements", "metrics") else path.stem
+def series_labels(paths: Sequence[Path], labels: Sequence[str] | None = None) -> list[str]:
+    """One distinct name per file, in order: `labels` as given, else the shortest distinct part.
+
+    The part of the paths that differs once the folders they share at the start and the end are
+    dropped: evals/base/mathvista/items.jsonl and evals/pr1/mathvista/items.jsonl -> base, pr1.
+    A single file is named after its folder (items.jsonl, judgements, metrics) or its stem. Two
+    series with one name would overwrite each other in the legend, so that is an error.
+    """
+    if labels is not None:
+        if len(labels) != len(paths):
+            raise StageError(f"--labels gives {len(labels)} name(s) for {len(paths)} file(s)")
+        names = list(labels)
+    elif len(paths) <= 1:
+        generic = ("items", "judgements", "metrics")
+        names = [p.parent.name if p.stem in generic else p.stem for p in paths]
+    else:
+        parts = [list(p.resolve().with_suffix("").parts) for p in paths]
+        shortest = min(len(x) for x in parts)
+        head = next((i for i in range(shortest) if len({x[i] for x in parts}) > 1), shortest)
+        tail = next(
+            (i for i in range(shortest - head) if len({x[-1 - i] for x in parts}) > 1), shortest - head
+        )
+        names = ["/".join(x[head : len(x) - tail] or x[len(x) - tail - 1 : len(x) - tail]) for x in parts]
+    seen: dict[str, Path] = {}
+    for name, path in zip(names, paths, strict=True):
+        if not name:
+            raise StageError(f"{path}: empty series name")
+        if name in seen:
+            raise StageError(
+                f"two series would be named {name!r} ({seen[name]} and {path}); name them with --labels"
+            )
+        seen[name] = path
+    return names
 
 
 def plot_training(metrics: Path, out: Path) -> Path:
@@ -69,9 +99,14 @@ def plot_training(metrics: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
-def plot_eval(items_files: Sequence[Path], out: Path, field: str | None = None) -> Path:
-    """Accuracy overall and per value of `field` (default: the first category field with 2-12 values)."""
-    models = {_label(p): _rows(p) for p in items_files}
+def plot_eval(
+    items_files: Sequence[Path], out: Path, field: str | None = None, labels: Sequence[str] | None = None
+) -> Path:
+    """Accuracy overall and per value of `field` (default: the first category field with 2-12 values).
+
+    One bar series per file, named by `series_labels` (distinct, or an error).
+    """
+    models = {name: _rows(p) for name, p in zip(series_labels(items_files, labels), items_files, strict=True)}
     if not any(models.values()):
         raise StageError("no evaluated items to plot")
     field = field or _category_field(next(iter(models.values())))
@@ -97,17 +132,18 @@ def plot_eval(items_files: Sequence[Path], out: Path, field: str | None = None) 
     return _save(fig, out)
 
 
-def plot_perception(judgement_files: Sequence[Path], out: Path) -> Path:
+def plot_perception(judgement_files: Sequence[Path], out: Path, labels: Sequence[str] | None = None) -> Path:
+    names = series_labels(judgement_files, labels)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     bins = [i / 10 for i in range(11)]
     any_scores = False
-    for path in judgement_files:
+    for name, path in zip(names, judgement_files, strict=True):
         scores = [r["score"] for r in _rows(path) if r.get("score") is not None]
         if scores:
             any_scores = True
             mean = sum(scores) / len(scores)
-            ax.hist(scores, bins=bins, alpha=0.55, label=f"{_label(path)} (mean {mean:.2f}, n={len(scores)})")
+            ax.hist(scores, bins=bins, alpha=0.55, label=f"{name} (mean {mean:.2f}, n={len(scores)})")
     if not any_scores:
         raise StageError("no perception scores to plot")
     ax.set_xlabel("perception score (share of annotations reflected)")
@@ -118,29 +154,54 @@ def plot_perception(judgement_files: Sequence[Path], out: Path) -> Path:
     return _save(fig, out)
 
 
-def plot_files(files: Sequence[Path], out_dir: Path, field: str | None = None) -> list[Path]:
-    """Recognise each file (training metrics, eval items, judgements) and draw what fits."""
+def plot_files(
+    files: Sequence[Path], out_dir: Path, field: str | None = None, labels: Sequence[str] | None = None
+) -> list[Path]:
+    """Recognise each file (training metrics, eval items, judgements) and draw what fits.
+
+    `labels` name the files in order (one per file); by default each kind's files get distinct
+    names from their paths (`series_labels`).
+    """
+    if labels is not None and len(labels) != len(files):
+        raise StageError(f"--labels gives {len(labels)} name(s) for {len(files)} file(s)")
     kinds: dict[str, list[Path]] = defaultdict(list)
-    for path in files:
-        if not path.exists():
-            raise StageError(f"{path}: file not found")
-        first = next(iter(_rows(path)), None)
-        if first is None:
-            raise StageError(f"{path}: empty file")
-        if "step" in first and any(k.startswith("rewards/") or k == "loss" for k in first):
-            kinds["metrics"].append(path)
-        elif "verdicts" in first and "score" in first:
-            kinds["judgements"].append(path)
-        elif "correct" in first:
-            kinds["items"].append(path)
-        else:
-            raise StageError(f"{path}: not training metrics, eval items or judgements")
-    written = [plot_training(p, out_dir / f"training_{_label(p)}.png") for p in kinds["metrics"]]
+    given: dict[str, list[str]] = defaultdict(list)
+    for k, path in enumerate(files):
+        kind = _kind(path)
+        kinds[kind].append(path)
+        if labels is not None:
+            given[kind].append(labels[k])
+
+    def names(kind: str) -> list[str]:
+        return series_labels(kinds[kind], given[kind] if labels is not None else None)
+
+    written = [
+        plot_training(p, out_dir / f"training_{name.replace('/', '_')}.png")
+        for name, p in zip(names("metrics"), kinds["metrics"], strict=True)
+    ]
     if kinds["items"]:
-        written.append(plot_eval(kinds["items"], out_dir / "eval_comparison.png", field))
+        written.append(plot_eval(kinds["items"], out_dir / "eval_comparison.png", field, names("items")))
     if kinds["judgements"]:
-        written.append(plot_perception(kinds["judgements"], out_dir / "perception_scores.png"))
+        written.append(
+            plot_perception(kinds["judgements"], out_dir / "perception_scores.png", names("judgements"))
+        )
     return written
+
+
+def _kind(path: Path) -> str:
+    """metrics (pr train), judgements (pr judge) or items (pr eval), from the first record."""
+    if not path.exists():
+        raise StageError(f"{path}: file not found")
+    first = next(iter(_rows(path)), None)
+    if first is None:
+        raise StageError(f"{path}: empty file")
+    if "step" in first and any(k.startswith("rewards/") or k == "loss" for k in first):
+        return "metrics"
+    if "verdicts" in first and "score" in first:
+        return "judgements"
+    if "correct" in first:
+        return "items"
+    raise StageError(f"{path}: not training metrics, eval items or judgements")
 
 
 def _values(value: Any) -> list[Any]:
@@ -174,7 +235,10 @@ def _accuracy(rows: list[dict[str, Any]], where: tuple[str, str] | None) -> floa
 
 
 def _save(fig: Any, out: Path) -> Path:
+    """Write the PNG; its `Series` text field lists the legend entries drawn (for tools and tests)."""
+    legends = [ax.get_legend() for ax in fig.axes]
+    series = [t.get_text() for legend in legends if legend is not None for t in legend.get_texts()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, metadata={"Series": json.dumps(series)})
     _plt().close(fig)
     return out

@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +25,9 @@ from pydantic import Field, model_validator
 
 from prcli.config import EnvVarName, StageConfig, save_config
 from prcli.errors import StageError
-from prcli.jsonl import check_jsonl
+from prcli.jsonl import check_jsonl, write_jsonl_atomic
 from prcli.judge.core import Backend, FailurePolicy, Judge, JudgeConfig, JudgeItem, Structured, build_judge
-from prcli.models import resolve_model
+from prcli.models import check_model, model_errors, resolve_model
 from prcli.prompts import render_template, user_content
 from prcli.records import AnnotatedProblem
 from prcli.rewards import REWARD_NAMES, RewardWeights, answer_content, format_reward, repetition_penalty
@@ -206,7 +208,8 @@ def load_processor(cfg: TrainConfig) -> Any:
     from transformers import AutoProcessor
 
     size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
-    return AutoProcessor.from_pretrained(resolve_model(cfg.model), size=size)
+    with model_errors(cfg.model):
+        return AutoProcessor.from_pretrained(resolve_model(cfg.model), size=size)
 
 
 def build_rows(records: list[AnnotatedProblem], template: str) -> list[dict[str, Any]]:
@@ -290,6 +293,39 @@ def neutral_failures(group_ids: list[str], judgements: list[Any]) -> list[float 
     return scores
 
 
+def check_first_step(judgements: list[Any]) -> None:
+    """Stop the run when every judgement of its first step failed (wrong key, dead server, ...).
+
+    Such a run would otherwise train for hours without the perception reward and exit 0. Raised
+    before the first optimizer update; under DDP every process sees the same (summed) counts, so
+    all stop together instead of some waiting forever in the next collective.
+    """
+    judged = [j for j in judgements if j.verdicts or j.error is not None]  # items with annotations
+    failed = [j for j in judged if j.error is not None]
+    n_judged, n_failed = _sum_over_processes(len(judged), len(failed))
+    if n_judged and n_failed == n_judged:
+        error = failed[0].error if failed else "failed on another process"
+        raise StageError(
+            f"judge: every judgement of the first step failed: {error} ({n_failed} of {n_judged}); "
+            "nothing was trained"
+        )
+
+
+def _sum_over_processes(*counts: int) -> tuple[int, ...]:
+    """`counts` summed over the processes of a distributed run (as they are on one process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return counts
+    device = "cpu"
+    if dist.get_backend() == "nccl":  # this runs on TRL's reward thread: name the device explicitly
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    total = torch.tensor(counts, dtype=torch.long, device=device)
+    dist.all_reduce(total)
+    return tuple(int(x) for x in total.tolist())
+
+
 class PerceptionRewards:
     """The four rewards of Perception-R1, computed once per batch and served to TRL one by one.
 
@@ -317,6 +353,7 @@ class PerceptionRewards:
         self.samples_per_step = samples_per_step
         self._batch: _Batch | None = None
         self.failures_total = 0
+        self._first_step_checked = False
 
     def functions(self) -> list[Any]:
         """Async reward functions named as in `REWARD_NAMES` (TRL logs `rewards/<name>/mean`)."""
@@ -358,6 +395,9 @@ class PerceptionRewards:
             for i, (pid, anns, t) in enumerate(zip(ids, annotations, texts, strict=True))
         ]
         verdicts, judgements = await asyncio.gather(accuracy_task, self.judge.judge_many(judge_items))
+        if not self._first_step_checked:
+            self._first_step_checked = True
+            check_first_step(judgements)
         values: dict[str, list[float | None]] = {
             "accuracy": [1.0 if v else 0.0 for v in verdicts],
             "format": [format_reward(t) for t in texts],
@@ -388,7 +428,7 @@ class PerceptionRewards:
         judgements: list[Any],
         values: dict[str, list[float | None]],
     ) -> None:
-        if int(os.environ.get("RANK", "0")) != 0 or self.samples_path is None:
+        if not _main_process() or self.samples_path is None:
             return
         with open(self.samples_path, "a", encoding="utf-8") as fh:
             for i in range(min(self.samples_per_step, len(texts))):
@@ -551,31 +591,48 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run GRPO; returns where everything went. Resumes from the last checkpoint with `cfg.resume`."""
+    """Run GRPO; returns where everything went. Resumes from the newest complete checkpoint with `cfg.resume`.
+
+    Nothing is written before the inputs (model, data, options, checkpoint) are known to be good, and
+    a run that fails before its first optimizer step removes the output folder if it created it, so
+    the corrected re-run starts clean. A folder that existed before is never deleted.
+    """
+    fresh = not cfg.output_dir.exists()
+    first_step = _FirstStep()
+    try:
+        return _train(cfg, first_step)
+    except BaseException:
+        if fresh and not first_step.done and _main_process():
+            shutil.rmtree(cfg.output_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, first_step: _FirstStep) -> TrainResult:
     import torch
     from transformers import AutoModelForImageTextToText
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer
 
     started = time.monotonic()
-    _check_tracker(cfg.report_to)
     out = cfg.output_dir
+    _check_tracker(cfg.report_to)
+    model_path = check_model(cfg.model)
+    grpo_args = build_grpo_config(cfg)
+    checkpoint = resume_checkpoint(out) if cfg.resume else None
     processor = load_processor(cfg)
     train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, out / "rejected.jsonl")
     eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
-    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be good
-    if int(os.environ.get("RANK", "0")) == 0:
-        import prcli
-
-        save_config(
-            cfg, out / "config.yaml", extra={"prcli_version": prcli.__version__, "world_size": _world_size()}
-        )
     if dropped:
         log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
 
     cuda = _on_cuda(cfg)
     dtype = torch.bfloat16 if (cfg.bf16 if cfg.bf16 is not None else cuda) else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(resolve_model(cfg.model), dtype=dtype)
+    # transformers 5's own resume loads a checkpoint's weights by raw state-dict names, which its
+    # save_pretrained has converted back to the hub layout: all but lm_head are silently skipped
+    # and training would go on from the base weights. So the policy is loaded from the checkpoint.
+    weights_from_checkpoint = checkpoint is not None and not cfg.lora and _has_full_weights(checkpoint)
+    with model_errors(cfg.model):
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(checkpoint) if weights_from_checkpoint else model_path, dtype=dtype
+        )
     if cfg.freeze_vision:
         for name, param in model.named_parameters():
             if "visual" in name:
@@ -583,30 +640,35 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     judge = build_judge(cfg.judge_config())
     pool = VerifierPool(workers=cfg.accuracy_workers or None, timeout=cfg.accuracy_timeout)
-    rewards = PerceptionRewards(
-        judge,
-        pool=pool,
-        ngram_size=cfg.ngram_size,
-        ngram_max_penalty=cfg.ngram_max_penalty,
-        samples_path=out / "completions.jsonl",
-        sample_every=cfg.sample_every,
-        samples_per_step=cfg.samples_per_step,
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=rewards.functions(),
-        args=build_grpo_config(cfg),
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=processor,
-        peft_config=lora_config(cfg) if cfg.lora else None,
-        callbacks=[MetricsCallback(out / "metrics.jsonl")],
-    )
-    checkpoint = get_last_checkpoint(str(out)) if cfg.resume else None
-    if cfg.resume and checkpoint is None:
-        log.warning("--resume: no checkpoint in %s, starting from the beginning", out)
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
+        rewards = PerceptionRewards(
+            judge,
+            pool=pool,
+            ngram_size=cfg.ngram_size,
+            ngram_max_penalty=cfg.ngram_max_penalty,
+            samples_path=out / "completions.jsonl",
+            sample_every=cfg.sample_every,
+            samples_per_step=cfg.samples_per_step,
+        )
+        trainer = _trainer_class(skip_weight_load=weights_from_checkpoint)(
+            model=model,
+            reward_funcs=rewards.functions(),
+            args=grpo_args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=processor,
+            peft_config=lora_config(cfg) if cfg.lora else None,
+            callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
+        )
+        out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
+        if _main_process():
+            import prcli
+
+            extra = {"prcli_version": prcli.__version__, "world_size": _world_size()}
+            save_config(cfg, out / "config.yaml", extra=extra)
+            if checkpoint is not None:
+                trim_logs(out, checkpoint_step(checkpoint))
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         _save_final(trainer, processor, out, cfg.lora)
     finally:
         pool.close()
@@ -614,7 +676,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     return TrainResult(
         output_dir=out,
         global_step=trainer.state.global_step,
-        resumed_from=checkpoint,
+        resumed_from=str(checkpoint) if checkpoint else None,
         dropped_prompts=dropped,
         train_examples=len(train_ds),
         judge_failures=rewards.failures_total,
@@ -624,6 +686,193 @@ def train(cfg: TrainConfig) -> TrainResult:
         num_processes=trainer.accelerator.num_processes,
         distributed_type=str(trainer.accelerator.distributed_type.value),
     )
+
+
+def _trainer_class(skip_weight_load: bool) -> Any:
+    """GRPOTrainer, or one that leaves the weights alone on resume (already loaded by us)."""
+    from trl import GRPOTrainer
+
+    if not skip_weight_load:
+        return GRPOTrainer
+
+    class _Trainer(GRPOTrainer):  # type: ignore[misc]
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            """The policy came from this checkpoint through `from_pretrained`; optimizer, scheduler,
+            RNG and trainer state are still restored by the trainer."""
+
+    return _Trainer
+
+
+def _has_full_weights(checkpoint: Path) -> bool:
+    return (checkpoint / "config.json").is_file() and any((checkpoint / n).is_file() for n in _WEIGHTS[:4])
+
+
+def _main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class _FirstStep:
+    """Whether this run finished an optimizer step: before that, a failure is a failed start."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        flag = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                flag.done = True
+
+        return _Callback()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+
+
+def checkpoint_step(folder: Path) -> int:
+    match = _CHECKPOINT.fullmatch(folder.name)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be resumed from, or None when it is complete.
+
+    Complete, as transformers writes it: model weights (whole, sharded, LoRA adapter, FSDP or
+    DeepSpeed), optimizer state, scheduler state and a readable trainer_state.json. transformers
+    itself resumes silently with a fresh optimizer when the optimizer file is missing, and a kill
+    during a save leaves a folder with only config.json, so this is checked before resuming.
+    """
+    names = {p.name for p in folder.iterdir()}
+    dirs = {p.name for p in folder.iterdir() if p.is_dir()}
+    deepspeed = "latest" in names  # DeepSpeed keeps weights, optimizer and scheduler in global_step*/
+    missing = []
+    if not deepspeed and not (
+        names & set(_WEIGHTS) or any(n.startswith("pytorch_model_fsdp") for n in names)
+    ):
+        missing.append("model weights")
+    if not deepspeed and not (
+        names & {"optimizer.pt", "optimizer.bin"} or any(n.startswith("optimizer") for n in dirs)
+    ):
+        missing.append("optimizer state")
+    if "scheduler.pt" not in names and not deepspeed:
+        missing.append("scheduler state")
+    if "trainer_state.json" not in names:
+        missing.append("trainer_state.json")
+    if missing:
+        return "missing " + ", ".join(missing)
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json is unreadable"
+    if deepspeed:
+        tag = (folder / "latest").read_text(encoding="utf-8").strip()
+        return None if tag and (folder / tag).is_dir() else f"DeepSpeed state {tag or '(none)'} is missing"
+    for name in sorted(names & {*_WEIGHTS, "optimizer.pt", "optimizer.bin", "scheduler.pt"}):
+        problem = _file_problem(folder / name)
+        if problem:
+            return problem
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """A truncated or empty state file (a save cut short); shards of an index are checked too."""
+    if path.stat().st_size == 0:
+        return f"{path.name} is empty"
+    if path.name.endswith(".index.json"):
+        try:
+            shards = set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError, TypeError):
+            return f"{path.name} is unreadable"
+        for shard in sorted(shards):
+            if not (path.parent / shard).is_file():
+                return f"weight shard {shard} is missing"
+            problem = _file_problem(path.parent / shard)
+            if problem:
+                return problem
+    elif path.suffix == ".safetensors" and not _safetensors_whole(path):
+        return f"{path.name} is truncated"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The safetensors header is readable and the file is as long as the header says."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return False
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return False
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError:
+            return False
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    return 8 + n + max(ends, default=0) <= size
+
+
+def resume_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint in `out`; newer incomplete ones are skipped with a warning.
+
+    No checkpoint at all: start from the beginning (so `--resume` can be passed on every launch).
+    Checkpoints but none complete: an error, since starting over would silently discard the run.
+    """
+    found = sorted(
+        (p for p in out.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) >= 0),
+        key=checkpoint_step,
+        reverse=True,
+    )
+    if not found:
+        if _main_process():
+            log.warning("--resume: no checkpoint in %s, starting from the beginning", out)
+        return None
+    skipped = []
+    for folder in found:
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if _main_process():
+                for name, why in skipped:
+                    log.warning("--resume: skipping incomplete %s (%s)", name, why)
+                log.warning("--resume: resuming from %s", folder)
+            return folder
+        skipped.append((folder.name, problem))
+    listed = "; ".join(f"{name}: {why}" for name, why in skipped)
+    raise StageError(
+        f"--resume: no complete checkpoint in {out} ({listed}); "
+        "remove the incomplete checkpoint folders to start from the beginning"
+    )
+
+
+def trim_logs(out: Path, step: int) -> None:
+    """Drop the log lines of steps after `step` (they are redone) and any line cut short by a kill."""
+    for name, keep in (("metrics.jsonl", lambda s: s <= step), ("completions.jsonl", lambda s: s < step)):
+        path = out / name
+        if not path.exists():
+            continue
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and keep(int(row.get("step", 0))):
+                rows.append(row)
+        write_jsonl_atomic(path, rows)
 
 
 def _check_tracker(report_to: str) -> None:
