@@ -383,9 +383,11 @@ def plot_cmd(
     ] = None,
 ) -> None:
     """Plot training curves, eval comparisons (models side by side) and perception score distributions."""
-    from prcli.plots import plot_files
+    from prcli.plots import file_labels, plot_files
 
     names = [n.strip() for value in labels for n in value.split(",")] if labels else None
+    for file, name in zip(files, file_labels(files, names), strict=True):
+        console.print(f"series [bold]{name}[/]: {file}")
     for path in plot_files(files, out, field, names):
         console.print(f"wrote [bold]{path}[/]")
 

@@ -154,36 +154,42 @@ def plot_perception(judgement_files: Sequence[Path], out: Path, labels: Sequence
     return _save(fig, out)
 
 
+def file_labels(files: Sequence[Path], labels: Sequence[str] | None = None) -> list[str]:
+    """The series name of each file, in order: `labels` (one per file), or, by default, names that
+    tell apart the files of one kind (`series_labels`)."""
+    if labels is not None and len(labels) != len(files):
+        raise StageError(f"--labels gives {len(labels)} name(s) for {len(files)} file(s)")
+    kinds: dict[str, list[int]] = defaultdict(list)
+    for k, path in enumerate(files):
+        kinds[_kind(path)].append(k)
+    out = [""] * len(files)
+    for members in kinds.values():
+        given = [labels[k] for k in members] if labels is not None else None
+        for k, name in zip(members, series_labels([files[k] for k in members], given), strict=True):
+            out[k] = name
+    return out
+
+
 def plot_files(
     files: Sequence[Path], out_dir: Path, field: str | None = None, labels: Sequence[str] | None = None
 ) -> list[Path]:
-    """Recognise each file (training metrics, eval items, judgements) and draw what fits.
-
-    `labels` name the files in order (one per file); by default each kind's files get distinct
-    names from their paths (`series_labels`).
-    """
-    if labels is not None and len(labels) != len(files):
-        raise StageError(f"--labels gives {len(labels)} name(s) for {len(files)} file(s)")
+    """Recognise each file (training metrics, eval items, judgements) and draw what fits, each file
+    a series named by `file_labels`."""
     kinds: dict[str, list[Path]] = defaultdict(list)
-    given: dict[str, list[str]] = defaultdict(list)
-    for k, path in enumerate(files):
-        kind = _kind(path)
-        kinds[kind].append(path)
-        if labels is not None:
-            given[kind].append(labels[k])
-
-    def names(kind: str) -> list[str]:
-        return series_labels(kinds[kind], given[kind] if labels is not None else None)
+    named: dict[str, list[str]] = defaultdict(list)
+    for path, name in zip(files, file_labels(files, labels), strict=True):
+        kinds[_kind(path)].append(path)
+        named[_kind(path)].append(name)
 
     written = [
         plot_training(p, out_dir / f"training_{name.replace('/', '_')}.png")
-        for name, p in zip(names("metrics"), kinds["metrics"], strict=True)
+        for name, p in zip(named["metrics"], kinds["metrics"], strict=True)
     ]
     if kinds["items"]:
-        written.append(plot_eval(kinds["items"], out_dir / "eval_comparison.png", field, names("items")))
+        written.append(plot_eval(kinds["items"], out_dir / "eval_comparison.png", field, named["items"]))
     if kinds["judgements"]:
         written.append(
-            plot_perception(kinds["judgements"], out_dir / "perception_scores.png", names("judgements"))
+            plot_perception(kinds["judgements"], out_dir / "perception_scores.png", named["judgements"])
         )
     return written
 

@@ -60,3 +60,30 @@ def released_bytes_as_str(tmp: Path) -> None:
 def a_file_in_the_way(tmp: Path) -> None:
     """`blocker`: a plain file where an output folder's parent would go."""
     (tmp / "blocker").write_text("not a folder")
+
+
+def annotated4(tmp: Path) -> None:
+    """`annotated.jsonl`: four annotated problems with real 56x56 images, for `pr train`."""
+    (tmp / "img").mkdir(exist_ok=True)
+    rows = []
+    for i in range(4):
+        Image.new("RGB", (56, 56), (40 * i, 120, 200)).save(tmp / "img" / f"{i}.png")
+        rows.append(
+            {
+                "id": f"p{i}",
+                "question": f"<image>The rectangle has sides {i + 2} and 3. What is its area?",
+                "images": [f"img/{i}.png"],
+                "answer": str((i + 2) * 3),
+                "annotations": [f"The rectangle has width {i + 2}", "The rectangle has height 3"],
+            }
+        )
+    (tmp / "annotated.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def two_evals_of_one_benchmark(tmp: Path) -> None:
+    """`evals/{base,pr1}/mathvista/items.jsonl`: two models' items in folders that share a name."""
+    for model, flip in (("base", False), ("pr1", True)):
+        folder = tmp / "evals" / model / "mathvista"
+        folder.mkdir(parents=True)
+        rows = [{"id": str(i), "correct": (i % 2 == 0) != flip, "response": "r"} for i in range(6)]
+        (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

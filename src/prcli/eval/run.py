@@ -39,7 +39,7 @@ from prcli.jsonl import (
     write_jsonl_atomic,
 )
 from prcli.llm import LLMClient, LLMConfig
-from prcli.models import resolve_model
+from prcli.models import check_model, resolve_model
 from prcli.records import Prediction
 from prcli.runs import settings_hash
 from prcli.sandbox import SandboxPool
@@ -380,6 +380,8 @@ def run_eval(
         raise InputError(
             [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]
         )
+    if index is None and cfg.backend != "openai":  # a model that cannot load fails before any file is written
+        check_model(cfg.model or "")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     settings = settings_hash(cfg, RESULT_KEYS)
