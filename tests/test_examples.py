@@ -1,16 +1,35 @@
-"""The shipped examples are valid: accelerate configs load, the training YAML resolves, scripts parse."""
+"""The shipped examples are valid: accelerate configs load, the training YAML resolves, scripts parse,
+the GPU install gives what they use, and our pins stay inside the ranges the installed TRL declares."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from prcli.config import resolve_config
-from prcli.train import TrainConfig, build_grpo_config
+from prcli.train import TRACKER_PACKAGES, TrainConfig, build_grpo_config
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest itself depends on tomli before 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+TRAIN_CONFIGS = sorted(
+    EXAMPLES.glob("*.yaml")
+)  # `pr train --config` files (accelerate's live in accelerate/)
 
 
 @pytest.mark.parametrize(
@@ -41,3 +60,101 @@ def test_paper_training_yaml_resolves_to_the_released_run(tmp_path: Path) -> Non
 
 def test_paper_script_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(EXAMPLES / "perception_r1_paper.sh")], check=True)
+
+
+def test_scripts_use_only_shipped_train_configs() -> None:
+    used = {m for sh in EXAMPLES.glob("*.sh") for m in re.findall(r"--config (\S+\.yaml)", sh.read_text())}
+    assert used and used <= {f"examples/{p.name}" for p in TRAIN_CONFIGS}
+
+
+# ----------------------------------------------------------------------------- the GPU install
+
+
+def extra_requirements(extra: str) -> list[Requirement]:
+    """The requirements of one of our extras, with `prcli[a,b]` self-references expanded."""
+    found = []
+    for line in PYPROJECT["optional-dependencies"][extra]:
+        req = Requirement(line)
+        if canonicalize_name(req.name) == "prcli":
+            found += [r for e in sorted(req.extras) for r in extra_requirements(e)]
+        else:
+            found.append(req)
+    return found
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_every_example_train_config_is_valid_and_its_tracker_is_in_the_gpu_extra(
+    path: Path, tmp_path: Path
+) -> None:
+    cli = {"model": "qwen2.5-vl-7b", "data": tmp_path / "a.jsonl", "output_dir": tmp_path / "run"}
+    cfg = resolve_config(TrainConfig, cli, explicit=set(cli), config_file=path)
+    build_grpo_config(cfg.model_copy(update={"device": "cpu", "vllm": "off"}))  # TRL's own checks
+    gpu = {canonicalize_name(r.name) for r in extra_requirements("gpu")}
+    package = TRACKER_PACKAGES.get(cfg.report_to)
+    assert package is None or canonicalize_name(package) in gpu, f"{path.name}: {package} not in [gpu]"
+    if cfg.vllm != "off":
+        assert "vllm" in gpu
+
+
+def test_gpu_extra_covers_vllm_and_deepspeed() -> None:
+    """examples/perception_r1_paper.sh runs `vllm serve`; the zero3 accelerate configs run DeepSpeed."""
+    gpu = {canonicalize_name(r.name) for r in extra_requirements("gpu")}
+    assert {"vllm", "deepspeed", "tensorboard"} <= gpu
+
+
+# ----------------------------------------------------------------------------- pins inside TRL's ranges
+
+CHECKED = ("vllm", "deepspeed", "transformers", "accelerate", "peft")
+TRL_EXTRAS = ("", "vllm", "deepspeed", "peft")  # what our install pulls in, as TRL names it
+
+
+def our_requirements() -> list[Requirement]:
+    lines = list(PYPROJECT["dependencies"])
+    lines += [x for extra, reqs in PYPROJECT["optional-dependencies"].items() if extra != "dev" for x in reqs]
+    return [Requirement(x) for x in lines if canonicalize_name(Requirement(x).name) != "prcli"]
+
+
+def trl_specifier(name: str) -> SpecifierSet | None:
+    """All that the installed TRL declares for `name`, over its core and the extras we rely on."""
+    env = default_environment()
+    found = None
+    for line in importlib.metadata.requires("trl") or []:
+        req = Requirement(line)
+        if canonicalize_name(req.name) != name:
+            continue
+        if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in TRL_EXTRAS):
+            found = req.specifier if found is None else found & req.specifier
+    return found
+
+
+def candidates(*specs: SpecifierSet) -> list[Version]:
+    """Versions on and around every bound of `specs`, plus a very old and a very new one."""
+    out = [Version("0.0.1"), Version("999")]
+    for spec in specs:
+        for s in spec:
+            v = Version(s.version.replace(".*", ""))
+            major, minor, micro = (*v.release, 0, 0)[:3]
+            out += [v, Version(f"{major}.{minor}.{micro + 1}"), Version(f"{major}.{minor + 1}")]
+            out += [Version(f"{major}.{minor}.{micro - 1}")] if micro else []
+            out += [Version(f"{major}.{minor - 1}.99")] if minor else []
+    return out
+
+
+def test_installed_trl_is_the_one_we_pin() -> None:
+    (trl,) = [r for r in our_requirements() if r.name == "trl"]
+    assert any(s.operator in ("<", "<=", "==", "~=") for s in trl.specifier), "trl needs an upper bound"
+    assert Version(importlib.metadata.version("trl")) in trl.specifier
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_our_pins_stay_inside_what_trl_declares(name: str) -> None:
+    theirs = trl_specifier(name)
+    if theirs is None:
+        pytest.skip(f"the installed trl declares nothing for {name}")
+    ours = [r for r in our_requirements() if canonicalize_name(r.name) == name]
+    assert ours, f"trl declares {name}{theirs}; pin it too"
+    for req in ours:
+        outside = [
+            str(v) for v in candidates(req.specifier, theirs) if v in req.specifier and v not in theirs
+        ]
+        assert not outside, f"{req} allows {outside}, outside trl's {name}{theirs}"

@@ -292,6 +292,43 @@ def test_a_failed_start_leaves_no_run_files_and_the_fixed_rerun_just_works(
     assert (existing / "README").read_text() == "kept"
 
 
+@pytest.mark.parametrize("extra", [[], ["--max-steps", "5"], ["--epochs", "100"]])
+def test_a_dataset_smaller_than_one_step_is_refused_before_the_model_loads(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    """4 records, 8 prompts a step: TRL would run 0 steps and the untrained model be saved, exit 0."""
+    from transformers import AutoModelForImageTextToText
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the data size was checked")
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", no_model)
+    data = annotated_set(tmp_path, n=4)
+    run = tmp_path / "run"
+    result = train(tiny_model_dir, data, run, "--prompts-per-step", "8", *extra)
+    assert result.exit_code == 1
+    one_clean_error(
+        result.output,
+        f"{data} has 4 usable record(s), but one optimizer step needs --prompts-per-step 8 prompts: "
+        "nothing would be trained; lower --prompts-per-step to at most 4",
+    )
+    assert not run.exists()
+
+
+def test_the_size_refusal_counts_the_prompts_dropped_for_length(tmp_path: Path) -> None:
+    from prcli.errors import StageError
+    from prcli.train import TrainConfig, check_enough_prompts
+
+    cfg = TrainConfig(model="m", data=tmp_path / "d.jsonl", output_dir=tmp_path / "r", max_prompt_length=64)
+    check_enough_prompts(128, 0, cfg)  # one whole step: fine
+    with pytest.raises(
+        StageError,
+        match=r"has 100 usable record\(s\) \(30 more dropped as longer than "
+        r"max_prompt_length=64\), but one optimizer step needs --prompts-per-step 128",
+    ):
+        check_enough_prompts(100, 30, cfg)
+
+
 # ----------------------------------------------------------------------------- pr plot
 
 

@@ -214,12 +214,14 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         return "; ".join(kept)
 
     def run_train() -> str:
+        # at most the kept records: a step needs that many prompts (pr demo --n-train 4 still trains)
+        kept = len(Path(summary.files["annotated train"]).read_text(encoding="utf-8").splitlines())
         result = train(
             TrainConfig(
                 model=str(summary.files["tiny model"]),
                 data=summary.files["annotated train"],
                 output_dir=out / "train",
-                prompts_per_step=8,
+                prompts_per_step=max(1, min(8, kept)),
                 num_generations=8,
                 per_device_batch_size=64,
                 max_completion_length=24,

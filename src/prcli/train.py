@@ -255,6 +255,29 @@ def load_dataset_rows(
     return dataset.cast_column("images", Sequence(Image())), dropped
 
 
+def check_enough_prompts(usable: int, dropped: int, cfg: TrainConfig) -> None:
+    """Refuse a training set too small for one optimizer step, before the model is loaded.
+
+    TRL's sampler keeps only whole rollout batches of `prompts_per_step` prompts (the rest of each
+    epoch is dropped), so fewer usable prompts than that give 0 steps per epoch: TRL then logs a
+    warning, trains nothing, whatever `--epochs` or `--max-steps` say, and the untrained model would
+    be saved as the result. With at least one whole batch, `--max-steps` is always reachable (TRL
+    cycles the data), so this is the only size that cannot train.
+    """
+    if usable >= cfg.prompts_per_step:
+        return
+    why = (
+        f" ({dropped} more dropped as longer than max_prompt_length={cfg.max_prompt_length})"
+        if dropped
+        else ""
+    )
+    raise StageError(
+        f"{cfg.data} has {usable} usable record(s){why}, but one optimizer step needs "
+        f"--prompts-per-step {cfg.prompts_per_step} prompts: nothing would be trained; "
+        f"lower --prompts-per-step to at most {usable} or add records"
+    )
+
+
 # ----------------------------------------------------------------------------- rewards
 
 
@@ -622,6 +645,7 @@ def _train(cfg: TrainConfig, first_step: _FirstStep) -> TrainResult:
     eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
     if dropped:
         log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
+    check_enough_prompts(len(train_ds), dropped, cfg)
 
     cuda = _on_cuda(cfg)
     dtype = torch.bfloat16 if (cfg.bf16 if cfg.bf16 is not None else cuda) else torch.float32
@@ -875,10 +899,14 @@ def trim_logs(out: Path, step: int) -> None:
         write_jsonl_atomic(path, rows)
 
 
+TRACKER_PACKAGES: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb"}
+"""The package each `--report-to` tracker imports (transformers fails deep inside set-up without it)."""
+
+
 def _check_tracker(report_to: str) -> None:
     import importlib.util
 
-    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(report_to)
+    package = TRACKER_PACKAGES.get(report_to)
     if package and importlib.util.find_spec(package) is None:
         raise StageError(f"--report-to {report_to} needs the {package} package: pip install {package}")
 
