@@ -542,7 +542,8 @@ class ResumableJsonl:
                 else:
                     left[(k, h)] = (p, offset, length)
         target = [k for k in dict.fromkeys(order) if k in picked]
-        target += [k for k in picked if k not in set(target)]
+        placed = set(target)
+        target += [k for k in picked if k not in placed]
         from_main_only = all(picked[k][0] == self.path for k in target)
         if main_lines == target and from_main_only and not any(v[0] == self.path for v in left.values()):
             return
