@@ -85,3 +85,10 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own result cache, never the user's."""
     monkeypatch.setenv("PRCLI_CACHE_DIR", str(tmp_path / ".prcli-cache"))
+
+
+# `pr train` options for a run of a few seconds with the tiny model (2 prompts x 4 rollouts a step)
+SMALL = [
+    *("--prompts-per-step", "2", "--num-generations", "4", "--per-device-batch-size", "8"),
+    *("--max-completion-length", "12", "--min-pixels", "3136", "--max-pixels", "12544", "--seed", "0"),
+]

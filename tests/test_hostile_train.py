@@ -14,46 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import free_port, make_image
+from conftest import SMALL, free_port
+from hostile.builders import annotated_set
 from prcli.cli import app
 from prcli.testing import FaultServer
 
 runner = CliRunner()
-SMALL = [
-    "--prompts-per-step",
-    "2",
-    "--num-generations",
-    "4",
-    "--per-device-batch-size",
-    "8",
-    "--max-completion-length",
-    "12",
-    "--min-pixels",
-    "3136",
-    "--max-pixels",
-    "12544",
-    "--seed",
-    "0",
-]
 JUDGE = ["--judge", "openai", "--judge-max-retries", "1", "--judge-timeout", "2", "--no-judge-cache"]
-
-
-def annotated_set(folder: Path, n: int = 4) -> Path:
-    rows = []
-    for i in range(n):
-        make_image(folder / "img" / f"{i}.png", color=(40 * i, 120, 200), size=(56, 56))
-        rows.append(
-            {
-                "id": f"p{i}",
-                "question": f"<image>The rectangle has sides {i + 2} and 3. What is its area?",
-                "images": [f"img/{i}.png"],
-                "answer": str((i + 2) * 3),
-                "annotations": [f"The rectangle has width {i + 2}", "The rectangle has height 3"],
-            }
-        )
-    path = folder / "annotated.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def train(model: Path | str, data: Path, run: Path, *extra: str):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import free_port, make_image
+from conftest import SMALL, free_port, make_image
 from prcli.cli import app
 from prcli.errors import StageError
 from prcli.records import AnnotatedProblem
@@ -20,23 +20,6 @@ from prcli.train import TrainConfig, build_grpo_config, build_rows, completion_t
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-
-SMALL = [
-    "--prompts-per-step",
-    "2",
-    "--num-generations",
-    "4",
-    "--per-device-batch-size",
-    "8",
-    "--max-completion-length",
-    "12",
-    "--min-pixels",
-    "3136",
-    "--max-pixels",
-    "12544",
-    "--seed",
-    "0",
-]
 
 
 def annotated_set(folder: Path, n: int = 6, annotations: list[str] | None = None) -> Path:

@@ -62,12 +62,12 @@ def a_file_in_the_way(tmp: Path) -> None:
     (tmp / "blocker").write_text("not a folder")
 
 
-def annotated4(tmp: Path) -> None:
-    """`annotated.jsonl`: four annotated problems with real 56x56 images, for `pr train`."""
-    (tmp / "img").mkdir(exist_ok=True)
+def annotated_set(folder: Path, n: int = 4) -> Path:
+    """`annotated.jsonl`: `n` annotated problems with real 56x56 images, for `pr train`."""
+    (folder / "img").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(4):
-        Image.new("RGB", (56, 56), (40 * i, 120, 200)).save(tmp / "img" / f"{i}.png")
+    for i in range(n):
+        Image.new("RGB", (56, 56), (40 * i, 120, 200)).save(folder / "img" / f"{i}.png")
         rows.append(
             {
                 "id": f"p{i}",
@@ -77,7 +77,13 @@ def annotated4(tmp: Path) -> None:
                 "annotations": [f"The rectangle has width {i + 2}", "The rectangle has height 3"],
             }
         )
-    (tmp / "annotated.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = folder / "annotated.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def annotated4(tmp: Path) -> None:
+    annotated_set(tmp)
 
 
 def two_evals_of_one_benchmark(tmp: Path) -> None:
