@@ -235,7 +235,7 @@ def test_resumable_output_skips_done_and_repairs_a_cut_line(tmp_path: Path) -> N
     assert out.repaired_bytes == len(b'{"id":"c","verd')
     assert out.reuse("a", "h-a") and out.reuse("b", "h-b")
     out.write({"id": "c", "verdicts": [], "score": None}, "h-c")
-    out.finish(["a", "b", "c"])
+    out.finish(lambda: ["a", "b", "c"])
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["a", "b", "c"]
     assert ResumableJsonl(path, overwrite=True).n_found == 0
     assert not path.exists() or path.read_text() == ""
@@ -246,14 +246,14 @@ def test_resume_reuses_a_record_only_for_the_same_input(tmp_path: Path) -> None:
     with ResumableJsonl(path) as out:
         for k in "abc":
             out.write({"id": k, "value": f"old-{k}"}, f"in-{k}")
-        out.finish("abc")
+        out.finish(lambda: "abc")
     # next run: b's input changed, c is no longer in the input, d is new
     out = ResumableJsonl(path)
     assert out.reuse("a", "in-a")
     assert not out.reuse("b", "in-b-changed")
     out.write({"id": "b", "value": "new-b"}, "in-b-changed")
     out.write({"id": "d", "value": "new-d"}, "in-d")
-    out.finish(["d", "a", "b"])
+    out.finish(lambda: ["d", "a", "b"])
     assert (out.reused, out.redone, out.written) == (1, 1, 2)
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert [(r["id"], r["value"]) for r in rows] == [("d", "new-d"), ("a", "old-a"), ("b", "new-b")]
@@ -264,7 +264,7 @@ def test_resume_reuses_a_record_only_for_the_same_input(tmp_path: Path) -> None:
     # ...and come back, without recomputation, when their input does
     out = ResumableJsonl(path)
     assert out.reuse("b", "in-b") and out.reuse("c", "in-c") and out.reuse("a", "in-a")
-    out.finish("abc")
+    out.finish(lambda: "abc")
     assert [json.loads(x)["value"] for x in path.read_text().splitlines()] == ["old-a", "old-b", "old-c"]
     assert {json.loads(x)["value"] for x in out.stale_path.read_text().splitlines()} == {"new-b", "new-d"}
 
@@ -274,7 +274,7 @@ def test_records_without_an_input_hash_are_redone(tmp_path: Path) -> None:
     out = ResumableJsonl(path)
     assert out.has("a") and not out.reuse("a", "anything")
     out.write({"id": "a", "score": 0.5}, "h")
-    out.finish(["a"])
+    out.finish(lambda: ["a"])
     assert [json.loads(x)["score"] for x in path.read_text().splitlines()] == [0.5]
 
 
@@ -286,7 +286,7 @@ def test_an_interrupted_redo_leaves_the_new_record_not_the_old(tmp_path: Path) -
         out.write({"id": "a", "v": 2}, "h2")
     out = ResumableJsonl(path)
     assert out.reuse("a", "h2") and not ResumableJsonl(path).reuse("a", "h3")
-    out.finish(["a"])
+    out.finish(lambda: ["a"])
     assert [json.loads(x)["v"] for x in path.read_text().splitlines()] == [2]
 
 

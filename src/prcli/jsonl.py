@@ -7,6 +7,7 @@ grow with the file, apart from the set of ids used to catch duplicates.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -439,6 +440,26 @@ def _keys_and_hashes(path: Path, key: str) -> Iterator[tuple[int, int, str, str 
             pos += len(raw)
 
 
+class _IntSet:
+    """A set of 64-bit ints in 8 bytes each (a sorted array): the resume index of 100k lines is ~2 MB,
+    where Python sets or dicts of strings took ~50 MB."""
+
+    def __init__(self, values: Iterable[int]):
+        self._a = array("q", sorted(values))
+        self.distinct = sum(1 for i, v in enumerate(self._a) if i == 0 or v != self._a[i - 1])
+
+    def __contains__(self, value: int | None) -> bool:
+        if value is None:  # a line without an input hash (an older prcli's): never reused
+            return False
+        i = bisect.bisect_left(self._a, value)
+        return i < len(self._a) and self._a[i] == value
+
+
+def _fingerprint(key: str, input_hash: str | None) -> int | None:
+    """One 64-bit value for (key, input hash): a line is reusable when its fingerprint is wanted."""
+    return None if input_hash is None else id_hash(f"{key}\x1e{input_hash}")
+
+
 class ResumableJsonl:
     """An output appended one whole line at a time, resumed by key *and input*.
 
@@ -462,23 +483,24 @@ class ResumableJsonl:
         if overwrite:
             for p in (self.path, self.stale_path):
                 p.unlink(missing_ok=True)
-        # key -> input hash of its newest finished line (one string a line: memory stays small)
-        self._found: dict[str, str | None] = {}
-        self._stale: dict[str, set[str | None]] = {}  # the same for the stale file, usually empty
-        if self.path.exists():
-            self._collect(self.path, lambda k, h: self._found.__setitem__(k, h))
-        if self.stale_path.exists():
-            self._collect(self.stale_path, lambda k, h: self._stale.setdefault(k, set()).add(h))
-        self._keep: dict[str, str] = {}  # key -> the input hash this run settled on
+        ids, found = array("q"), array("q")  # of every finished line, in the output and the stale file
+        for p in (self.path, self.stale_path):
+            if p.exists():
+                self._collect(p, ids, found)
+        self._ids, self._found = _IntSet(ids), _IntSet(found)
+        self._keep = array("q")  # fingerprints of the records this run settled on
         self.reused = 0
         self.redone = 0  # finished before, but from another input
         self.written = 0
         self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
 
-    def _collect(self, path: Path, add: Callable[[str, str | None], None]) -> None:
+    def _collect(self, path: Path, ids: array, found: array) -> None:
         good_end = 0
         for offset, length, k, h in _keys_and_hashes(path, self.key):
-            add(k, h)
+            ids.append(id_hash(k))
+            fp = _fingerprint(k, h)
+            if fp is not None:
+                found.append(fp)
             good_end = offset + length
         size = path.stat().st_size
         if good_end < size:  # the tail of a write cut by a kill
@@ -489,19 +511,17 @@ class ResumableJsonl:
     @property
     def n_found(self) -> int:
         """Keys with a finished record when the output was opened."""
-        return len(self._found.keys() | self._stale.keys())
+        return self._ids.distinct
 
     def has(self, key: str) -> bool:
-        return key in self._found or key in self._stale
-
-    def _matches(self, key: str, input_hash: str) -> bool:
-        return self._found.get(key) == input_hash or input_hash in self._stale.get(key, ())
+        return id_hash(key) in self._ids
 
     def reuse(self, key: str, input_hash: str) -> bool:
         """True (and the record is kept) when a finished record for `key` came from this input."""
-        if not self._matches(key, input_hash):
+        fp = _fingerprint(key, input_hash)
+        if fp not in self._found:
             return False
-        self._keep[key] = input_hash
+        self._keep.append(fp)
         self.reused += 1
         return True
 
@@ -513,40 +533,38 @@ class ResumableJsonl:
         line = (_dumps(record, None) + "\n").encode("utf-8")
         self._fh.write(line)
         self._fh.flush()
-        if self.has(k) and not self._matches(k, input_hash):
+        fp = _fingerprint(k, input_hash)
+        if self.has(k) and fp not in self._found:
             self.redone += 1
-        self._keep[k] = input_hash
-        self._found[k] = input_hash
+        self._keep.append(fp)
         self.written += 1
 
-    def finish(self, order: Iterable[str]) -> None:
-        """Leave exactly this run's records in the file, in `order`; move the rest to the stale file.
+    def finish(self, order: Callable[[], Iterable[str]]) -> None:
+        """Leave exactly this run's records in the file, in the order of the keys `order()` yields
+        (the input's, streamed again); move the rest to the stale file.
 
-        A no-op (two streaming reads, no write) when the file already is that, the usual case.
+        The usual case - the file already is that - is one streaming read and no write.
         """
         self.close()
+        keep = _IntSet(self._keep)
+        if self._in_place(iter(order()), keep):
+            return
         picked: dict[str, tuple[Path, int, int]] = {}
         left: dict[tuple[str, str | None], tuple[Path, int, int]] = {}
-        main_lines: list[str] = []
         for p in (self.stale_path, self.path):  # the main file last: its newer lines win
             if not p.exists():
                 continue
             for offset, length, k, h in _keys_and_hashes(p, self.key):
-                if p == self.path:
-                    main_lines.append(k)
-                if self._keep.get(k) == h and h is not None:
+                if _fingerprint(k, h) in keep:
                     old = picked.get(k)
                     if old is not None:
                         left[(k, h)] = old
                     picked[k] = (p, offset, length)
                 else:
                     left[(k, h)] = (p, offset, length)
-        target = [k for k in dict.fromkeys(order) if k in picked]
+        target = [k for k in dict.fromkeys(order()) if k in picked]
         placed = set(target)
         target += [k for k in picked if k not in placed]
-        from_main_only = all(picked[k][0] == self.path for k in target)
-        if main_lines == target and from_main_only and not any(v[0] == self.path for v in left.values()):
-            return
         sources = {p: open(p, "rb") for p in (self.path, self.stale_path) if p.exists()}  # noqa: SIM115
         try:  # both files are read through handles opened before either is replaced
             _copy_lines(self.path, [picked[k] for k in target], sources)
@@ -557,6 +575,17 @@ class ResumableJsonl:
         finally:
             for fh in sources.values():
                 fh.close()
+
+    def _in_place(self, order: Iterator[str], keep: _IntSet) -> bool:
+        """True if the output holds one line for each kept record, in `order`, and nothing else."""
+        if not self.path.exists():
+            return keep.distinct == 0
+        n = 0
+        for _, _, k, h in _keys_and_hashes(self.path, self.key):
+            if _fingerprint(k, h) not in keep or not any(k == wanted for wanted in order):
+                return False  # `any` advances `order` past `k`: a key out of order or repeated fails
+            n += 1
+        return n == keep.distinct
 
     def close(self) -> None:
         if not self._fh.closed:

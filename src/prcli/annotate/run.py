@@ -397,7 +397,7 @@ def run_annotate(
             run_sync(annotate_all())
             already = kept_out.reused + dropped_out.reused
             for output in (kept_out, dropped_out):
-                output.finish(p.id for p in problems)
+                output.finish(lambda: (p.id for p in problems))
     finally:
         pool.close()
         if cache is not None:

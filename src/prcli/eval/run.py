@@ -177,17 +177,19 @@ class PredictionIndex:
             return
         checked = check_jsonl(path, Prediction, skip_invalid=skip_invalid, rejected_path=rejected)
         bad = checked.rejected_lines
-        entries: list[tuple[int, int, int]] = []
+        hashes, offsets, lengths = array("q"), array("q"), array("q")
         pos = 0
         for lineno, raw in iter_raw_lines(path):
             length = len(raw or b"")
             if raw is not None and raw.strip() and lineno not in bad:
-                entries.append((id_hash(str(json.loads(raw)["id"])), pos, length))
+                hashes.append(id_hash(str(json.loads(raw)["id"])))
+                offsets.append(pos)
+                lengths.append(length)
             pos += length
-        entries.sort()
-        self._hashes = array("q", (e[0] for e in entries))
-        self._offsets = array("q", (e[1] for e in entries))
-        self._lengths = array("q", (e[2] for e in entries))
+        order = sorted(range(len(hashes)), key=hashes.__getitem__)
+        self._hashes = array("q", (hashes[i] for i in order))
+        self._offsets = array("q", (offsets[i] for i in order))
+        self._lengths = array("q", (lengths[i] for i in order))
 
     def get(self, item_id: str) -> str | None:
         if self.json_map is not None:
@@ -448,7 +450,7 @@ def run_eval(
                     pending = []
             if pending:
                 process(pending)
-            items_out.finish(s.id for s in samples(decode_images=False))
+            items_out.finish(lambda: (s.id for s in samples(decode_images=False)))
             written, reused, redone = items_out.written, items_out.reused, items_out.redone
     finally:
         scorer.close()

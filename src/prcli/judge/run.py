@@ -150,7 +150,7 @@ def run_judge(
                     on_item()
 
         run_sync(judge_all())
-        out.finish(r.id for r in responses)
+        out.finish(lambda: (r.id for r in responses))
         already, redone, written = out.reused, out.redone, out.written
 
     failed_path = sibling(config.out, ".failed.jsonl")
