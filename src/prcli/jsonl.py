@@ -490,7 +490,7 @@ class ResumableJsonl:
         self._ids, self._found = _IntSet(ids), _IntSet(found)
         self._keep = array("q")  # fingerprints of the records this run settled on
         self.reused = 0
-        self.redone = 0  # finished before, but from another input
+        self.redone = 0  # finished before, but not reusable: another input, or a failure to retry
         self.written = 0
         self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
 
@@ -533,10 +533,9 @@ class ResumableJsonl:
         line = (_dumps(record, None) + "\n").encode("utf-8")
         self._fh.write(line)
         self._fh.flush()
-        fp = _fingerprint(k, input_hash)
-        if self.has(k) and fp not in self._found:
+        if self.has(k):  # callers write only what they could not reuse
             self.redone += 1
-        self._keep.append(fp)
+        self._keep.append(_fingerprint(k, input_hash))
         self.written += 1
 
     def finish(self, order: Callable[[], Iterable[str]]) -> None:

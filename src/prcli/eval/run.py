@@ -374,10 +374,10 @@ def run_eval(
         loaded = bench.load(cfg.data, decode_images=decode_images)
         return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
 
-    total = matched = 0
+    total, matched = 0, index is None
     for sample in samples(decode_images=False):
         total += 1
-        matched += index is not None and _find_response(index, sample) is not None
+        matched = matched or _find_response(index, sample) is not None  # one match is enough
     if index is not None and total and not matched:
         raise InputError(
             [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]

@@ -144,8 +144,8 @@ def run_judge(
             async for judgement, h in ordered_window(todo(), judge_one, window):
                 if judgement.score is None and judgement.error is not None:
                     failed.append({"id": judgement.id, "error": judgement.error})
-                else:
-                    out.write(judgement, h)
+                else:  # a failure scored 0 (`--failure-policy zero`) is written, and retried next run
+                    out.write(judgement, h if judgement.error is None else f"{h}:failed")
                 if on_item:
                     on_item()
 
