@@ -245,10 +245,7 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
                 f"[yellow]{result.missing_predictions} of {summary['n']} item(s) had no prediction "
                 "and count as wrong[/]"
             )
-        if result.redone:
-            console.print(
-                f"{result.redone} item(s) redone: their input or settings changed since the last run"
-            )
+        say_redone(result.redone, "item(s)")
     if result.failed:
         raise retry_failed(result.failed, "generation(s)", cfg.out / "failed.jsonl")
 

@@ -196,7 +196,7 @@ class LLMClient:
                     last_error, last_status = f"bad response: {type(exc).__name__}: {_short(str(exc))}", None
                     self.stats.count_error("bad_response")
         self.stats.failed += 1
-        cut = "length" if last_error.startswith("truncated:") else None
+        cut = "length" if last_error == truncated_error(body["max_tokens"]) else None
         return ChatResult(
             None, error=redact(last_error, key), status=last_status, attempts=attempts, finish_reason=cut
         )

@@ -728,7 +728,7 @@ def _trainer_class(skip_weight_load: bool) -> Any:
 
 
 def _has_full_weights(checkpoint: Path) -> bool:
-    return (checkpoint / "config.json").is_file() and any((checkpoint / n).is_file() for n in _WEIGHTS[:4])
+    return (checkpoint / "config.json").is_file() and any((checkpoint / n).is_file() for n in _FULL_WEIGHTS)
 
 
 def _main_process() -> bool:
@@ -756,14 +756,13 @@ class _FirstStep:
 # ----------------------------------------------------------------------------- checkpoints
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-_WEIGHTS = (
+_FULL_WEIGHTS = (
     "model.safetensors",
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
-    "adapter_model.safetensors",
-    "adapter_model.bin",
 )
+_WEIGHTS = (*_FULL_WEIGHTS, "adapter_model.safetensors", "adapter_model.bin")
 
 
 def checkpoint_step(folder: Path) -> int:

@@ -85,9 +85,11 @@ def with_progress(label: str, run: Callable[[Callable[[int | None], None], Calla
 
 
 def say_redone(count: int, what: str) -> None:
-    """Resume reuses a result only for the same input: say when some were not reused."""
+    """Resume reuses a result only for the same input: say when finished ones were done again."""
     if count:
-        console.print(f"{count} {what} redone: their input or settings changed since the last run")
+        console.print(
+            f"{count} {what} redone: their input or settings changed since the last run, or they had failed"
+        )
 
 
 def retry_failed(count: int, what: str, listed_in: Any) -> typer.Exit:
