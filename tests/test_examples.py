@@ -17,7 +17,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from prcli.config import resolve_config
-from prcli.train import TRACKER_PACKAGES, TrainConfig, build_grpo_config
+from prcli.train import TrainConfig
+from prcli.train.config import TRACKER_PACKAGES, build_grpo_config
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -284,7 +284,8 @@ def test_a_dataset_smaller_than_one_step_is_refused_before_the_model_loads(
 
 def test_the_size_refusal_counts_the_prompts_dropped_for_length(tmp_path: Path) -> None:
     from prcli.errors import StageError
-    from prcli.train import TrainConfig, check_enough_prompts
+    from prcli.train import TrainConfig
+    from prcli.train.data import check_enough_prompts
 
     cfg = TrainConfig(model="m", data=tmp_path / "d.jsonl", output_dir=tmp_path / "r", max_prompt_length=64)
     check_enough_prompts(128, 0, cfg)  # one whole step: fine

@@ -16,7 +16,10 @@ from conftest import SMALL, free_port, make_image
 from prcli.cli import app
 from prcli.errors import StageError
 from prcli.records import AnnotatedProblem
-from prcli.train import TrainConfig, build_grpo_config, build_rows, completion_text
+from prcli.train import TrainConfig
+from prcli.train.config import build_grpo_config
+from prcli.train.data import build_rows
+from prcli.train.rewards import completion_text
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -282,7 +285,7 @@ def test_bad_training_data_is_reported_before_anything_runs(tiny_model_dir: Path
 
 def test_failed_judgements_move_no_advantage() -> None:
     from prcli.records import Judgement
-    from prcli.train import neutral_failures
+    from prcli.train.rewards import neutral_failures
 
     def j(score: float | None, error: str | None = None) -> Judgement:
         return Judgement(id="x", verdicts=[], score=score, error=error)
@@ -297,11 +300,11 @@ def test_each_batch_is_scored_on_its_own() -> None:
     import asyncio
 
     from prcli.judge import JudgeConfig, build_judge
-    from prcli.train import PerceptionRewards
+    from prcli.train.rewards import BatchRewards
     from prcli.verify import VerifierPool
 
     with VerifierPool(workers=1) as pool:
-        rewards = PerceptionRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
+        rewards = BatchRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
         accuracy = rewards.functions()[0]
 
         async def step(answer: str) -> list[float | None]:

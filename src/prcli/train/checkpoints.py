@@ -1,0 +1,165 @@
+"""Checkpoint folders: which one a `--resume` can continue from, and the logs to trim back to it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from prcli.errors import StageError
+from prcli.jsonl import write_jsonl_atomic
+from prcli.train.processes import main_process
+
+log = logging.getLogger("prcli.train")
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+_FULL_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+_WEIGHTS = (*_FULL_WEIGHTS, "adapter_model.safetensors", "adapter_model.bin")
+
+
+def checkpoint_step(folder: Path) -> int:
+    match = _CHECKPOINT.fullmatch(folder.name)
+    return int(match.group(1)) if match else -1
+
+
+def has_full_weights(checkpoint: Path) -> bool:
+    return (checkpoint / "config.json").is_file() and any((checkpoint / n).is_file() for n in _FULL_WEIGHTS)
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be resumed from, or None when it is complete.
+
+    Complete, as transformers writes it: model weights (whole, sharded, LoRA adapter, FSDP or
+    DeepSpeed), optimizer state, scheduler state and a readable trainer_state.json. transformers
+    itself resumes silently with a fresh optimizer when the optimizer file is missing, and a kill
+    during a save leaves a folder with only config.json, so this is checked before resuming.
+    """
+    names = {p.name for p in folder.iterdir()}
+    dirs = {p.name for p in folder.iterdir() if p.is_dir()}
+    deepspeed = "latest" in names  # DeepSpeed keeps weights, optimizer and scheduler in global_step*/
+    missing = []
+    if not deepspeed and not (
+        names & set(_WEIGHTS) or any(n.startswith("pytorch_model_fsdp") for n in names)
+    ):
+        missing.append("model weights")
+    if not deepspeed and not (
+        names & {"optimizer.pt", "optimizer.bin"} or any(n.startswith("optimizer") for n in dirs)
+    ):
+        missing.append("optimizer state")
+    if "scheduler.pt" not in names and not deepspeed:
+        missing.append("scheduler state")
+    if "trainer_state.json" not in names:
+        missing.append("trainer_state.json")
+    if missing:
+        return "missing " + ", ".join(missing)
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json is unreadable"
+    if deepspeed:
+        tag = (folder / "latest").read_text(encoding="utf-8").strip()
+        return None if tag and (folder / tag).is_dir() else f"DeepSpeed state {tag or '(none)'} is missing"
+    for name in sorted(names & {*_WEIGHTS, "optimizer.pt", "optimizer.bin", "scheduler.pt"}):
+        problem = _file_problem(folder / name)
+        if problem:
+            return problem
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """A truncated or empty state file (a save cut short); shards of an index are checked too."""
+    if path.stat().st_size == 0:
+        return f"{path.name} is empty"
+    if path.name.endswith(".index.json"):
+        try:
+            shards = set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError, TypeError):
+            return f"{path.name} is unreadable"
+        for shard in sorted(shards):
+            if not (path.parent / shard).is_file():
+                return f"weight shard {shard} is missing"
+            problem = _file_problem(path.parent / shard)
+            if problem:
+                return problem
+    elif path.suffix == ".safetensors" and not _safetensors_whole(path):
+        return f"{path.name} is truncated"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The safetensors header is readable and the file is as long as the header says."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return False
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return False
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError:
+            return False
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    return 8 + n + max(ends, default=0) <= size
+
+
+def resume_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint in `out`; newer incomplete ones are skipped with a warning.
+
+    No checkpoint at all: start from the beginning (so `--resume` can be passed on every launch).
+    Checkpoints but none complete: an error, since starting over would silently discard the run.
+    """
+    found = sorted(
+        (p for p in out.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) >= 0),
+        key=checkpoint_step,
+        reverse=True,
+    )
+    if not found:
+        if main_process():
+            log.warning("--resume: no checkpoint in %s, starting from the beginning", out)
+        return None
+    skipped = []
+    for folder in found:
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if main_process():
+                for name, why in skipped:
+                    log.warning("--resume: skipping incomplete %s (%s)", name, why)
+                log.warning("--resume: resuming from %s", folder)
+            return folder
+        skipped.append((folder.name, problem))
+    listed = "; ".join(f"{name}: {why}" for name, why in skipped)
+    raise StageError(
+        f"--resume: no complete checkpoint in {out} ({listed}); "
+        "remove the incomplete checkpoint folders to start from the beginning"
+    )
+
+
+def trim_logs(out: Path, step: int) -> None:
+    """Drop the log lines of steps after `step` (they are redone) and any line cut short by a kill."""
+    for name, keep in (("metrics.jsonl", lambda s: s <= step), ("completions.jsonl", lambda s: s < step)):
+        path = out / name
+        if not path.exists():
+            continue
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and keep(int(row.get("step", 0))):
+                rows.append(row)
+        write_jsonl_atomic(path, rows)

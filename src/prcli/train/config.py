@@ -1,0 +1,275 @@
+"""`TrainConfig`: every option of `pr train`, and its mapping onto TRL's `GRPOConfig` and PEFT.
+
+Defaults follow the released Perception-R1 run where it makes sense (method.md section 3).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from prcli.config import EnvVarName, StageConfig
+from prcli.errors import StageError
+from prcli.judge.core import Backend, FailurePolicy, JudgeConfig, Structured
+from prcli.prompts import render_template
+from prcli.rewards import RewardWeights
+from prcli.train.processes import world_size
+
+VllmMode = Literal["off", "colocate", "server"]
+
+
+ReportTo = Literal["none", "tensorboard", "wandb"]
+
+
+class TrainConfig(StageConfig):
+    """Everything `pr train` needs. Defaults follow the released Perception-R1 run."""
+
+    model: str = Field(description="Policy VLM: alias (qwen2.5-vl-7b), hub id or local path.")
+    data: Path = Field(description="Annotated records (JSONL) from `pr annotate`.")
+    output_dir: Path = Field(description="Run folder: checkpoints, final model, config, metrics, samples.")
+    eval_data: Path | None = Field(None, description="Annotated records for periodic validation (optional).")
+    prompt_template: str = Field(
+        "r1",
+        description="How a question becomes the prompt: r1 (the paper's), r1-eval, cot, plain, or a text with {question}.",
+    )
+
+    # judge
+    judge: Backend = Field("lexical", description="Perception judge backend: lexical, openai or hf.")
+    judge_model: str | None = Field(
+        None, description="Judge model (server model name, or alias/path for hf)."
+    )
+    judge_base_url: str = Field("http://127.0.0.1:8000/v1", description="Judge server URL (openai backend).")
+    judge_api_key_env: EnvVarName = Field(
+        "OPENAI_API_KEY", description="Environment variable with the judge's API key."
+    )
+    judge_concurrency: int = Field(256, ge=1, description="Judge requests in flight at most (per process).")
+    judge_timeout: float = Field(60.0, gt=0, description="Seconds per judge request attempt.")
+    judge_max_retries: int = Field(3, ge=0, description="Retries of a failed judge request.")
+    judge_structured: Structured = Field(
+        "auto", description="Constrain judge answers: auto, vllm, vllm-legacy, json, off."
+    )
+    judge_cache: bool = Field(True, description="Reuse judgements from the persistent cache.")
+    failure_policy: FailurePolicy = Field(
+        "skip",
+        description="A failed judgement's perception reward: skip (its group's mean, so no advantage) or zero.",
+    )
+
+    # rewards
+    w_accuracy: float = Field(0.9, description="Weight of the accuracy reward.")
+    w_format: float = Field(0.1, description="Weight of the format reward.")
+    w_perception: float = Field(0.7, description="Weight of the visual perception reward.")
+    w_repetition: float = Field(1.0, description="Weight of the repetition penalty.")
+    ngram_size: int = Field(20, ge=1, description="Word n-gram size of the repetition penalty.")
+    ngram_max_penalty: float = Field(-2.0, description="Repetition penalty of a fully repetitive response.")
+    accuracy_timeout: float = Field(
+        5.0, gt=0, description="Seconds per answer verification (timeout scores 0)."
+    )
+    accuracy_workers: int = Field(
+        0, ge=0, description="Answer-verification processes (0: one per core, at most 8)."
+    )
+
+    # rollouts
+    num_generations: int = Field(8, ge=2, description="Rollouts per prompt (the GRPO group).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the rollouts.")
+    max_prompt_length: int = Field(
+        4096, ge=1, description="Prompts longer than this (image tokens included) are dropped."
+    )
+    max_completion_length: int = Field(4096, ge=1, description="Longest rollout, in tokens.")
+    min_pixels: int = Field(3136, ge=1, description="Smallest image area after resizing (pixels).")
+    max_pixels: int = Field(1806336, ge=1, description="Largest image area after resizing (pixels).")
+
+    # optimisation
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (constant after warmup).")
+    weight_decay: float = Field(1e-3, description="AdamW weight decay.")
+    warmup_ratio: float = Field(
+        0.05, ge=0, lt=1, description="Share of the steps spent warming up the learning rate."
+    )
+    max_grad_norm: float = Field(1.0, description="Gradient clipping norm.")
+    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 turns KL (and the reference model) off.")
+    epsilon: float = Field(0.2, description="Lower PPO clip range.")
+    epsilon_high: float = Field(0.3, description="Upper PPO clip range (clip-higher).")
+    loss_type: str = Field(
+        "dapo", description="TRL loss type (dapo = token mean, as EasyR1; grpo, dr_grpo, ...)."
+    )
+    prompts_per_step: int = Field(
+        128, ge=1, description="Prompts per optimizer step (x num_generations rollouts)."
+    )
+    per_device_batch_size: int = Field(
+        8, ge=1, description="Completions per forward/backward pass on each device."
+    )
+    epochs: float = Field(25.0, gt=0, description="Passes over the training set.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
+    freeze_vision: bool = Field(False, description="Freeze the vision tower (the paper trains it).")
+
+    # LoRA
+    lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
+    lora_r: int = Field(64, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(128, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0, le=1, description="LoRA dropout.")
+    lora_targets: str = Field(
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        description="Comma-separated module names of the language model that get adapters.",
+    )
+
+    # rollout engine
+    vllm: VllmMode = Field(
+        "off", description="Rollouts with vLLM (GPU): off, colocate, or server (trl vllm-serve)."
+    )
+    vllm_server_url: str | None = Field(None, description="URL of `trl vllm-serve` for --vllm server.")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="GPU memory share of colocated vLLM."
+    )
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel size of colocated vLLM.")
+
+    # run
+    seed: int = Field(42, description="Random seed (data order, sampling, initialisation of adapters).")
+    resume: bool = Field(False, description="Continue from the last checkpoint in the output folder.")
+    save_steps: int = Field(10, ge=1, description="Save a checkpoint every N steps.")
+    save_total_limit: int | None = Field(None, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
+    eval_steps: int = Field(5, ge=1, description="Validate every N steps (with --eval-data).")
+    sample_every: int = Field(10, ge=1, description="Write sample completions every N steps.")
+    samples_per_step: int = Field(8, ge=0, description="Completions written per sampled step.")
+    report_to: ReportTo = Field("none", description="Experiment tracker: none, tensorboard or wandb.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train (auto: CUDA if available)."
+    )
+    bf16: bool | None = Field(
+        None, description="bf16 weights and compute (default: on for CUDA, off on CPU)."
+    )
+    gradient_checkpointing: bool | None = Field(
+        None, description="Gradient checkpointing (default: on for CUDA)."
+    )
+    skip_invalid: bool = Field(
+        False, description="Skip bad input lines (written to a rejected file) instead of stopping."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.vllm == "server" and not self.vllm_server_url:
+            raise ValueError("--vllm server needs --vllm-server-url")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        render_template(self.prompt_template, "x")  # raises for a template without {question}
+        return self
+
+    @property
+    def weights(self) -> RewardWeights:
+        return RewardWeights(self.w_accuracy, self.w_format, self.w_perception, self.w_repetition)
+
+    def judge_config(self) -> JudgeConfig:
+        return JudgeConfig(
+            backend=self.judge,
+            model=self.judge_model,
+            base_url=self.judge_base_url,
+            api_key_env=self.judge_api_key_env,
+            concurrency=self.judge_concurrency,
+            timeout=self.judge_timeout,
+            max_retries=self.judge_max_retries,
+            structured=self.judge_structured,
+            failure_policy=self.failure_policy,
+            cache=self.judge_cache,
+        )
+
+
+def on_cuda(cfg: TrainConfig) -> bool:
+    import torch
+
+    return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+
+
+TRACKER_PACKAGES: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb"}
+"""The package each `--report-to` tracker imports (transformers fails deep inside set-up without it)."""
+
+
+def check_tracker(report_to: str) -> None:
+
+    package = TRACKER_PACKAGES.get(report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise StageError(f"--report-to {report_to} needs the {package} package: pip install {package}")
+
+
+def build_grpo_config(cfg: TrainConfig) -> Any:
+    """Map our options onto TRL's GRPOConfig (one optimizer step per rollout batch, as released)."""
+    from trl import GRPOConfig
+
+    cuda = on_cuda(cfg)
+    world = world_size()
+    completions_per_step = cfg.prompts_per_step * cfg.num_generations
+    per_device = min(cfg.per_device_batch_size, max(1, completions_per_step // world))
+    if completions_per_step % (per_device * world):
+        raise StageError(
+            f"prompts_per_step x num_generations = {completions_per_step} completions must split evenly over "
+            f"{world} process(es) x per_device_batch_size {per_device}"
+        )
+    grad_accum = completions_per_step // (per_device * world)
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(cfg.output_dir),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type="constant_with_warmup",
+        max_grad_norm=cfg.max_grad_norm,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=grad_accum,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=0,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        loss_type=cfg.loss_type,
+        scale_rewards="group",
+        reward_weights=cfg.weights.as_list(),
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        bf16=cfg.bf16 if cfg.bf16 is not None else cuda,
+        use_cpu=not cuda,
+        gradient_checkpointing=cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda,
+        remove_unused_columns=False,
+        log_completions=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world > 1 else None,
+    )
+    if cfg.eval_data is not None:
+        kwargs.update(eval_strategy="steps", eval_steps=cfg.eval_steps, per_device_eval_batch_size=per_device)
+    if cfg.vllm != "off":
+        kwargs.update(
+            use_vllm=True,
+            vllm_mode=cfg.vllm,
+            vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+        )
+        if cfg.vllm == "server":
+            kwargs["vllm_server_base_url"] = cfg.vllm_server_url
+    return GRPOConfig(**kwargs)
+
+
+def lora_config(cfg: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    # Regex: the language model's projections only (vLLM cannot apply LoRA to the vision tower).
+    pattern = r"^(?!.*visual).*\.(" + "|".join(targets) + r")$"
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=pattern,
+        task_type="CAUSAL_LM",
+    )

@@ -1,0 +1,141 @@
+"""`train()`: load, check, wire TRL together, train, save."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prcli.config import save_config
+from prcli.judge.core import build_judge
+from prcli.models import check_model, model_errors
+from prcli.train.callbacks import FirstStep, MetricsCallback
+from prcli.train.checkpoints import checkpoint_step, has_full_weights, resume_checkpoint, trim_logs
+from prcli.train.config import TrainConfig, build_grpo_config, check_tracker, lora_config, on_cuda
+from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
+from prcli.train.processes import main_process, world_size
+from prcli.train.rewards import BatchRewards
+from prcli.train.trainer import save_final, trainer_class
+from prcli.verify import VerifierPool
+
+log = logging.getLogger("prcli.train")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    resumed_from: str | None
+    dropped_prompts: int
+    train_examples: int
+    judge_failures: int
+    metrics_path: Path
+    samples_path: Path
+    seconds: float
+    num_processes: int = 1
+    distributed_type: str = "NO"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run GRPO; returns where everything went. Resumes from the newest complete checkpoint with `cfg.resume`.
+
+    Nothing is written before the inputs (model, data, options, checkpoint) are known to be good, and
+    a run that fails before its first optimizer step removes the output folder if it created it, so
+    the corrected re-run starts clean. A folder that existed before is never deleted.
+    """
+    fresh = not cfg.output_dir.exists()
+    first_step = FirstStep()
+    try:
+        return _train(cfg, first_step)
+    except BaseException:
+        if fresh and not first_step.done and main_process():
+            shutil.rmtree(cfg.output_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    started = time.monotonic()
+    out = cfg.output_dir
+    check_tracker(cfg.report_to)
+    model_path = check_model(cfg.model)
+    grpo_args = build_grpo_config(cfg)
+    checkpoint = resume_checkpoint(out) if cfg.resume else None
+    processor = load_processor(cfg)
+    train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, out / "rejected.jsonl")
+    eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
+    if dropped:
+        log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
+    check_enough_prompts(len(train_ds), dropped, cfg)
+
+    cuda = on_cuda(cfg)
+    dtype = torch.bfloat16 if (cfg.bf16 if cfg.bf16 is not None else cuda) else torch.float32
+    # transformers 5's own resume loads a checkpoint's weights by raw state-dict names, which its
+    # save_pretrained has converted back to the hub layout: all but lm_head are silently skipped
+    # and training would go on from the base weights. So the policy is loaded from the checkpoint.
+    weights_from_checkpoint = checkpoint is not None and not cfg.lora and has_full_weights(checkpoint)
+    with model_errors(cfg.model):
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(checkpoint) if weights_from_checkpoint else model_path, dtype=dtype
+        )
+    if cfg.freeze_vision:
+        for name, param in model.named_parameters():
+            if "visual" in name:
+                param.requires_grad_(False)
+
+    judge = build_judge(cfg.judge_config())
+    pool = VerifierPool(workers=cfg.accuracy_workers or None, timeout=cfg.accuracy_timeout)
+    try:
+        rewards = BatchRewards(
+            judge,
+            pool=pool,
+            ngram_size=cfg.ngram_size,
+            ngram_max_penalty=cfg.ngram_max_penalty,
+            samples_path=out / "completions.jsonl",
+            sample_every=cfg.sample_every,
+            samples_per_step=cfg.samples_per_step,
+        )
+        trainer = trainer_class(skip_weight_load=weights_from_checkpoint)(
+            model=model,
+            reward_funcs=rewards.functions(),
+            args=grpo_args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=processor,
+            peft_config=lora_config(cfg) if cfg.lora else None,
+            callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
+        )
+        out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
+        if main_process():
+            import prcli
+
+            extra = {"prcli_version": prcli.__version__, "world_size": world_size()}
+            save_config(cfg, out / "config.yaml", extra=extra)
+            if checkpoint is not None:
+                trim_logs(out, checkpoint_step(checkpoint))
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        save_final(trainer, processor, out, cfg.lora)
+    finally:
+        pool.close()
+        judge.close()
+    return TrainResult(
+        output_dir=out,
+        global_step=trainer.state.global_step,
+        resumed_from=str(checkpoint) if checkpoint else None,
+        dropped_prompts=dropped,
+        train_examples=len(train_ds),
+        judge_failures=rewards.failures_total,
+        metrics_path=out / "metrics.jsonl",
+        samples_path=out / "completions.jsonl",
+        seconds=time.monotonic() - started,
+        num_processes=trainer.accelerator.num_processes,
+        distributed_type=str(trainer.accelerator.distributed_type.value),
+    )
