@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -57,6 +58,22 @@ def test_paper_training_yaml_resolves_to_the_released_run(tmp_path: Path) -> Non
     assert cfg.weights.as_list() == [0.9, 0.1, 0.7, 1.0] and cfg.vllm == "colocate"
     args = build_grpo_config(cfg.model_copy(update={"device": "cpu", "vllm": "off"}))
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 128 * 8
+    # what the released run did beyond the numbers: no constrained judge decoding, no IS correction,
+    # a judge timeout that outlasts the server's queue at 1,024 requests a step
+    assert cfg.judge_structured == "off" and cfg.judge_timeout >= 300
+    args = build_grpo_config(cfg.model_copy(update={"device": "cpu"}))
+    assert args.use_vllm and args.vllm_importance_sampling_correction is False
+
+
+def test_paper_prompt_is_the_one_line_text_the_released_run_fed() -> None:
+    """The launch script passes the instruction with line breaks on the command line; the config
+    loader (OmegaConf.from_cli) parses `key=value` as the YAML `key: value`, a plain scalar, whose
+    line breaks fold with the next line's indent into one space."""
+    from prcli.prompts import R1_FORMAT, R1_FORMAT_MULTILINE, render_template
+
+    folded = yaml.safe_load("format_prompt: " + R1_FORMAT_MULTILINE)["format_prompt"]
+    assert folded == R1_FORMAT != R1_FORMAT_MULTILINE
+    assert render_template("r1", "Q?") == "Q? " + R1_FORMAT
 
 
 def test_paper_script_is_valid_bash() -> None:

@@ -80,7 +80,8 @@ def test_lexical_judge_end_to_end_and_resume(files: dict[str, Path]) -> None:
     summary = json.loads(result.stdout)
     assert summary["total"] == 4 and summary["written"] == 4 and summary["mean_score"] == pytest.approx(7 / 9)
     config = files["out"].with_name("judgements.config.yaml").read_text()
-    assert "backend: lexical" in config and "prompt_version: pr-judge-v1" in config
+    assert "backend: lexical" in config and "judge_prompt_sha256: null" in config  # no prompt
+    assert {r["prompt_sha256"] for r in rows} == {None}
 
     # a second run has nothing to do; the file is unchanged
     before = files["out"].read_bytes()
@@ -186,6 +187,61 @@ def test_failed_judgements_are_retried_by_the_next_run(files: dict[str, Path], t
         assert all(r["error"] is None for r in rows)
         assert not files["out"].with_name("judgements.failed.jsonl").exists()
         assert len(srv.requests) == 5  # 3 + 2 failed tries, then the one retried item; nothing twice
+
+
+def test_judge_prompt_file_is_sent_verbatim_and_recorded(files: dict[str, Path], tmp_path: Path) -> None:
+    import hashlib
+
+    from prcli.judge.prompt import SYSTEM_PROMPT
+
+    prompt = tmp_path / "published.txt"
+    prompt.write_text("Decide for each item.\nAnswer <info1>1 or 0</info1>, <info2>1 or 0</info2>, etc.\n")
+    digest = hashlib.sha256(prompt.read_bytes()).hexdigest()
+    with FaultServer() as srv:
+        args = [*judge_args(files, "--backend", "openai", "--base-url", srv.base_url, "--no-cache")]
+        result = runner.invoke(app, [*args, "--judge-prompt", str(prompt), "--json"])
+        assert result.exit_code == 0, result.output
+        assert {r["messages"][0]["content"] for r in srv.requests} == {prompt.read_text()}
+        rows = read_jsonl(files["out"])
+        assert {r["prompt_sha256"] for r in rows} == {digest}
+        config = files["out"].with_name("judgements.config.yaml").read_text()
+        assert f"judge_prompt_sha256: {digest}" in config
+
+        # the same file again: all reused; an edited file: every judgement is made again
+        sent = len(srv.requests)
+        assert runner.invoke(app, [*args, "--judge-prompt", str(prompt)]).exit_code == 0
+        assert len(srv.requests) == sent
+        prompt.write_text(prompt.read_text() + "Judge presence only.\n")
+        result = runner.invoke(app, [*args, "--judge-prompt", str(prompt), "--json"])
+        assert json.loads(result.stdout)["redone"] == 4
+        assert len(srv.requests) == sent + 3  # p3 has no annotations: no request
+
+        # without the option, prcli's own wording, under its own hash
+        result = runner.invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        assert srv.requests[-1]["messages"][0]["content"] == SYSTEM_PROMPT
+        own = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()
+        assert {r["prompt_sha256"] for r in read_jsonl(files["out"])} == {own}
+
+
+@pytest.mark.parametrize(
+    ("text", "backend", "says"),
+    [
+        (None, "openai", "judge prompt file not found"),
+        ("", "openai", "the judge prompt is empty"),
+        ("Say yes or no.", "openai", "never mentions the <info1>1 or 0</info1> answer tags"),
+        ("Answer <info1>1 or 0</info1>.", "lexical", "the lexical judge uses no prompt"),
+    ],
+)
+def test_bad_judge_prompt_is_refused_before_anything_is_written(
+    files: dict[str, Path], tmp_path: Path, text: str | None, backend: str, says: str
+) -> None:
+    prompt = tmp_path / "prompt.txt"
+    if text is not None:
+        prompt.write_text(text)
+    result = runner.invoke(app, judge_args(files, "--backend", backend, "--judge-prompt", str(prompt)))
+    assert result.exit_code == 1 and says in result.output, result.output
+    assert not files["out"].exists()
 
 
 def test_zero_policy_writes_failures(files: dict[str, Path]) -> None:

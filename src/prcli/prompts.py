@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-# Perception-R1's format instruction, appended to the question in the user turn (training script form).
-R1_FORMAT_TRAIN = (
-    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer.\n"
-    " The reasoning process MUST BE enclosed within <think> </think> tags, and the answer process MUST BE "
-    "enclosed within <answer> </answer> tags.\n The final answer MUST BE put in \\boxed{} in <answer> </answer> tags."
-)
-# The same instruction as the evaluation scripts write it (sentences joined by spaces).
-R1_FORMAT_EVAL = (
+# Perception-R1's format instruction, appended to the question in the user turn. This one-line text is
+# what the released run fed the policy (its launch script's line-broken value is folded by the config
+# loader's YAML rules: a line break plus the next line's indent becomes one space) and what the eval
+# scripts use.
+R1_FORMAT = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags, and the answer process MUST BE "
     "enclosed within <answer> </answer> tags. The final answer MUST BE put in \\boxed{} in <answer> </answer> tags."
 )
+# The launch script's literal text, before the loader folded it (never fed to the released policy).
+R1_FORMAT_MULTILINE = R1_FORMAT.replace("answer. The", "answer.\n The").replace("tags. The", "tags.\n The")
 COT_BOXED = "Please reason step by step, and put your final answer within \\boxed{}."
 
 TEMPLATES = {
-    "r1": "{question} " + R1_FORMAT_TRAIN,
-    "r1-eval": "{question} " + R1_FORMAT_EVAL,
+    "r1": "{question} " + R1_FORMAT,
+    "r1-multiline": "{question} " + R1_FORMAT_MULTILINE,
     "cot": "{question}\n" + COT_BOXED,
     "plain": "{question}",
 }
@@ -29,7 +28,7 @@ IMAGE_PLACEHOLDER = "<image>"
 
 
 def render_template(template: str, question: str) -> str:
-    """A named template (`r1`, `r1-eval`, `cot`, `plain`) or a custom one containing `{question}`."""
+    """A named template (`r1`, `r1-multiline`, `cot`, `plain`) or a custom one containing `{question}`."""
     fmt = TEMPLATES.get(template, template)
     if "{question}" not in fmt:
         raise ValueError(f"prompt template must be one of {', '.join(TEMPLATES)} or contain '{{question}}'")

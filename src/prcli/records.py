@@ -145,6 +145,7 @@ class Judgement(Record):
     score: float | None
     raw: str | None = None
     error: str | None = None
+    prompt_sha256: str | None = None  # SHA-256 of the judge's system text (None: the lexical judge)
 
 
 class Prediction(Record):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from prcli.errors import StageError
 from prcli.jsonl import InputError, LineProblem
-from prcli.prompts import COT_BOXED, R1_FORMAT_EVAL
+from prcli.prompts import COT_BOXED, R1_FORMAT
 
 PROMPT_STYLES = ("official", "r1", "cot")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -211,7 +211,7 @@ class Benchmark:
         if style == "official":
             return self.official_prompt(sample)
         if style == "r1":
-            return self.question_text(sample) + " " + R1_FORMAT_EVAL
+            return self.question_text(sample) + " " + R1_FORMAT
         if style == "cot":
             return self.question_text(sample) + "\n" + COT_BOXED
         raise ValueError(f"unknown prompt style {style!r}; choose from {', '.join(PROMPT_STYLES)}")

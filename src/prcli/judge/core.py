@@ -21,10 +21,13 @@ from pydantic import Field
 from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import run_sync
 from prcli.config import EnvVarName, StageConfig
+from prcli.errors import StageError
 from prcli.judge.lexical import lexical_verdicts
 from prcli.judge.prompt import (
-    PROMPT_VERSION,
+    BUILTIN_PROMPT,
+    JudgePrompt,
     build_messages,
+    load_judge_prompt,
     parse_verdicts,
     verdict_json_schema,
     verdict_regex,
@@ -75,6 +78,11 @@ class JudgeConfig(StageConfig):
         "skip",
         description="A judgement that fails after retries scores None (skip; in training a failed rollout gets "
         "its group's mean, so it moves no advantage) or 0 (zero).",
+    )
+    judge_prompt: Path | None = Field(
+        None,
+        description="File with the judge's system prompt (instructions and worked examples), used verbatim, "
+        "e.g. the published one; default: prcli's own wording. Its SHA-256 is recorded in every judgement.",
     )
     cache: bool = Field(True, description="Reuse judgements from the persistent, content-addressed cache.")
     cache_dir: Path | None = Field(
@@ -132,10 +140,19 @@ class Judge:
 
     def __init__(self, config: JudgeConfig, cache: ResultCache | None = None):
         self.config = config
+        self.prompt: JudgePrompt | None = self._load_prompt()
         self.stats = JudgeStats()
         self.cache = cache if cache is not None else (self._open_cache() if self.uses_cache else None)
 
     uses_cache = True
+
+    def _load_prompt(self) -> JudgePrompt | None:
+        return load_judge_prompt(self.config.judge_prompt)
+
+    @property
+    def prompt_sha256(self) -> str | None:
+        """The system text's hash, recorded in every judgement (None: a judge without a prompt)."""
+        return self.prompt.sha256 if self.prompt is not None else None
 
     def _open_cache(self) -> ResultCache | None:
         if not self.config.cache:
@@ -151,7 +168,7 @@ class Judge:
             role="perception-judge",
             backend=self.backend,
             model=self.model_name,
-            prompt_version=PROMPT_VERSION,
+            prompt_sha256=self.prompt_sha256,
             annotations=item.annotations,
             response=item.response,
             decoding={
@@ -165,7 +182,9 @@ class Judge:
         self.stats.items += 1
         if not item.annotations:
             self.stats.no_annotations += 1
-            return Judgement(id=item.id, verdicts=[], score=None, raw=None, error=None)
+            return Judgement(
+                id=item.id, verdicts=[], score=None, raw=None, error=None, prompt_sha256=self.prompt_sha256
+            )
         key = self._key(item) if self.cache is not None else None
         if key is not None and self.cache is not None:
             hit = self.cache.get(key)
@@ -187,10 +206,22 @@ class Judge:
     def _judgement(self, item: JudgeItem, outcome: _Outcome) -> Judgement:
         if outcome.verdicts is None:
             score = 0.0 if self.config.failure_policy == "zero" else None
-            return Judgement(id=item.id, verdicts=[], score=score, raw=outcome.raw, error=outcome.error)
+            return Judgement(
+                id=item.id,
+                verdicts=[],
+                score=score,
+                raw=outcome.raw,
+                error=outcome.error,
+                prompt_sha256=self.prompt_sha256,
+            )
         score = sum(outcome.verdicts) / len(item.annotations)
         return Judgement(
-            id=item.id, verdicts=list(outcome.verdicts), score=score, raw=outcome.raw, error=None
+            id=item.id,
+            verdicts=list(outcome.verdicts),
+            score=score,
+            raw=outcome.raw,
+            error=None,
+            prompt_sha256=self.prompt_sha256,
         )
 
     async def judge_many(self, items: list[JudgeItem]) -> list[Judgement]:
@@ -214,6 +245,11 @@ class Judge:
 class LexicalJudge(Judge):
     backend = "lexical"
     uses_cache = False
+
+    def _load_prompt(self) -> JudgePrompt | None:
+        if self.config.judge_prompt is not None:  # refused rather than silently ignored
+            raise StageError("--judge-prompt: the lexical judge uses no prompt (use --judge openai or hf)")
+        return None
 
     @property
     def model_name(self) -> str | None:
@@ -246,7 +282,7 @@ class LLMJudge(Judge):
 
     async def _judge_one(self, item: JudgeItem) -> _Outcome:
         n = len(item.annotations)
-        messages = build_messages(item.annotations, item.response)
+        messages = build_messages(item.annotations, item.response, self.prompt or BUILTIN_PROMPT)
         mode = self._mode
         result = await self.client.chat(messages, **self._structured_kwargs(mode, n))
         if result.rejected_constraints and self.config.structured == "auto" and mode != "off":

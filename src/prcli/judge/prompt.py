@@ -3,14 +3,21 @@
 Same structure as the official judge (method.md 2.6): a system prompt with three worked examples,
 annotations numbered as `<info1>..</info1>` lines, the user turn `Visual Key Information: ...\\n
 Response: ...\\n`, and one `<infoK>1 or 0</infoK>` tag per annotation in the answer. The wording and
-the examples are our own; bump PROMPT_VERSION whenever the text changes (it is part of cache keys).
+the examples are our own (the published prompt's calibration examples differ): `--judge-prompt FILE`
+runs any other system text, the published one included, and every judgement records the SHA-256 of
+the system text it was made with (also part of cache keys and resume hashes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from prcli.errors import StageError
 
 PROMPT_VERSION = "pr-judge-v1"
 
@@ -85,9 +92,52 @@ SYSTEM_PROMPT = _INSTRUCTIONS + "".join(
 )
 
 
-def build_messages(annotations: list[str], response: str) -> list[dict[str, str]]:
+@dataclass(frozen=True)
+class JudgePrompt:
+    """The judge's system text (instructions and worked examples) and where it came from."""
+
+    system: str
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.system.encode("utf-8")).hexdigest()
+
+
+BUILTIN_PROMPT = JudgePrompt(SYSTEM_PROMPT, f"built-in {PROMPT_VERSION}")
+
+
+def load_judge_prompt(path: Path | None) -> JudgePrompt:
+    """The system text in `path` (used verbatim), or prcli's own wording when `path` is None.
+
+    A text that never mentions the `<infoK>` tags is refused: the verdicts are read from those tags,
+    so a judge never asked for them would score every response 0 without any error.
+    """
+    if path is None:
+        return BUILTIN_PROMPT
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StageError(f"judge prompt file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise StageError(f"{path}: the judge prompt is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise StageError(f"cannot read judge prompt {path}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise StageError(f"{path}: the judge prompt is empty")
+    if "<info" not in text:
+        raise StageError(
+            f"{path}: the judge prompt never mentions the <info1>1 or 0</info1> answer tags that "
+            "verdicts are read from; every response would score 0"
+        )
+    return JudgePrompt(text, str(path))
+
+
+def build_messages(
+    annotations: list[str], response: str, prompt: JudgePrompt = BUILTIN_PROMPT
+) -> list[dict[str, str]]:
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": prompt.system},
         {"role": "user", "content": user_message(annotations, response)},
     ]
 

@@ -15,7 +15,6 @@ from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
 from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
-from prcli.judge.prompt import PROMPT_VERSION
 from prcli.records import Record, Response
 from prcli.runs import settings_hash, sibling
 
@@ -111,10 +110,12 @@ def run_judge(
         rejected_path=sibling(config.out, ".rejected.jsonl"),
         convert=join,
     )
-    save_config(config, sibling(config.out, ".config.yaml"), extra={"prompt_version": PROMPT_VERSION})
-
     judge = judge or build_judge(config)
-    settings = settings_hash(config, RESULT_KEYS, prompt_version=PROMPT_VERSION)
+    save_config(
+        config, sibling(config.out, ".config.yaml"), extra={"judge_prompt_sha256": judge.prompt_sha256}
+    )
+    # the prompt's content, not its path, shapes a judgement: an edited file redoes them
+    settings = settings_hash(config, RESULT_KEYS, prompt=judge.prompt_sha256)
 
     def input_hash(r: Response) -> str:
         return content_hash(settings, r.response, r.annotations or [])

@@ -33,7 +33,8 @@ class TrainConfig(StageConfig):
     eval_data: Path | None = Field(None, description="Annotated records for periodic validation (optional).")
     prompt_template: str = Field(
         "r1",
-        description="How a question becomes the prompt: r1 (the paper's), r1-eval, cot, plain, or a text with {question}.",
+        description="How a question becomes the prompt: r1 (the released run's one-line instruction), "
+        "r1-multiline (its launch script's literal text), cot, plain, or a text with {question}.",
     )
 
     # judge
@@ -52,6 +53,11 @@ class TrainConfig(StageConfig):
         "auto", description="Constrain judge answers: auto, vllm, vllm-legacy, json, off."
     )
     judge_cache: bool = Field(True, description="Reuse judgements from the persistent cache.")
+    judge_prompt: Path | None = Field(
+        None,
+        description="File with the judge's system prompt (instructions and worked examples), used verbatim, "
+        "e.g. the published one; default: prcli's own wording. Its SHA-256 goes into config.yaml.",
+    )
     failure_policy: FailurePolicy = Field(
         "skip",
         description="A failed judgement's perception reward: skip (its group's mean, so no advantage) or zero.",
@@ -124,6 +130,11 @@ class TrainConfig(StageConfig):
         0.3, gt=0, le=1, description="GPU memory share of colocated vLLM."
     )
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel size of colocated vLLM.")
+    vllm_importance_sampling_correction: bool = Field(
+        False,
+        description="TRL's correction of the vLLM/trainer log-prob mismatch (TRL's default: on). "
+        "Off: as the released run, which had none.",
+    )
 
     # run
     seed: int = Field(42, description="Random seed (data order, sampling, initialisation of adapters).")
@@ -173,6 +184,7 @@ class TrainConfig(StageConfig):
             structured=self.judge_structured,
             failure_policy=self.failure_policy,
             cache=self.judge_cache,
+            judge_prompt=self.judge_prompt,
         )
 
 
@@ -254,6 +266,7 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
             vllm_mode=cfg.vllm,
             vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+            vllm_importance_sampling_correction=cfg.vllm_importance_sampling_correction,
         )
         if cfg.vllm == "server":
             kwargs["vllm_server_base_url"] = cfg.vllm_server_url

@@ -117,7 +117,11 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
         if main_process():
             import prcli
 
-            extra = {"prcli_version": prcli.__version__, "world_size": world_size()}
+            extra = {
+                "prcli_version": prcli.__version__,
+                "world_size": world_size(),
+                "judge_prompt_sha256": judge.prompt_sha256,
+            }
             save_config(cfg, out / "config.yaml", extra=extra)
             if checkpoint is not None:
                 trim_logs(out, checkpoint_step(checkpoint))
