@@ -295,8 +295,9 @@ def test_failed_judgements_move_no_advantage() -> None:
     assert neutral_failures(groups, judgements) == [1.0, 0.5, 0.75, None, None, None]
 
 
-def test_each_batch_is_scored_on_its_own() -> None:
-    """Batches are told apart by identity, not by id(), which Python reuses for a new list."""
+def test_each_batch_is_scored_on_its_own_and_once() -> None:
+    """Batches are told apart by identity, not by id(), which Python reuses for a new list; the four
+    reward functions of one batch share one computation."""
     import asyncio
 
     from prcli.judge import JudgeConfig, build_judge
@@ -305,11 +306,78 @@ def test_each_batch_is_scored_on_its_own() -> None:
 
     with VerifierPool(workers=1) as pool:
         rewards = BatchRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
-        accuracy = rewards.functions()[0]
 
-        async def step(answer: str) -> list[float | None]:
+        async def step(answer: str) -> list[list[float | None]]:
             completions = [[{"role": "assistant", "content": "\\boxed{5}"}]]
-            return await accuracy(["p"], completions, answer=[answer], annotations=[["x"]], id=["q"])
+            kw = {"answer": [answer], "annotations": [["x"]], "id": ["q"]}
+            return list(await asyncio.gather(*(f(["p"], completions, **kw) for f in rewards.functions())))
 
-        results = [asyncio.run(step(a)) for a in ["5", "6", "5", "6", "5", "6"]]
+        results = [asyncio.run(step(a))[0] for a in ["5", "6", "5", "6", "5", "6"]]
     assert results == [[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]]
+    assert rewards.batches == 6
+
+
+def test_a_broken_sharing_contract_stops_instead_of_giving_stale_rewards() -> None:
+    import asyncio
+
+    from prcli.judge import JudgeConfig, build_judge
+    from prcli.train.rewards import BatchRewards
+    from prcli.verify import VerifierPool
+
+    with VerifierPool(workers=1) as pool:
+        kw = {"annotations": [["x"]], "id": ["q"]}
+        completions = [[{"role": "assistant", "content": "\\boxed{5}"}]]
+
+        async def call(rewards: BatchRewards, which: int, comps: list, answer: str) -> list[float | None]:
+            return await rewards.functions()[which](["p"], comps, answer=[answer], **kw)
+
+        # one list object reused, changed in place, for the next batch: asked twice -> an error
+        rewards = BatchRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
+        assert asyncio.run(call(rewards, 0, completions, "5")) == [1.0]
+        completions[0] = [{"role": "assistant", "content": "\\boxed{6}"}]
+        with pytest.raises(StageError, match="reward 'accuracy' was asked twice"):
+            asyncio.run(call(rewards, 0, completions, "6"))
+
+        # a new batch before every function asked for the last one (a copy per function) -> an error
+        rewards = BatchRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
+        asyncio.run(call(rewards, 0, completions, "5"))
+        with pytest.raises(StageError, match=r"only \['accuracy'\] of the last one"):
+            asyncio.run(call(rewards, 1, list(completions), "5"))
+
+
+def test_trl_calls_the_reward_functions_as_batch_rewards_expects(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The contract, against the installed TRL's own `_calculate_rewards`: one computation a batch."""
+    from prcli.judge import JudgeConfig, build_judge
+    from prcli.train.data import load_dataset_rows, load_processor
+    from prcli.train.rewards import BatchRewards
+    from prcli.train.trainer import trainer_class
+    from prcli.verify import VerifierPool
+
+    data = annotated_set(tmp_path, n=2)
+    cfg = TrainConfig(model=str(tiny_model_dir), data=data, output_dir=tmp_path / "run", device="cpu")
+    cfg = cfg.model_copy(update={"prompts_per_step": 2, "num_generations": 2, "per_device_batch_size": 4})
+    processor = load_processor(cfg)
+    dataset, _ = load_dataset_rows(data, cfg, processor)
+    with VerifierPool(workers=1) as pool:
+        rewards = BatchRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
+        trainer = trainer_class(skip_weight_load=False)(
+            model=str(tiny_model_dir),
+            reward_funcs=rewards.functions(),
+            args=build_grpo_config(cfg),
+            train_dataset=dataset,
+            processing_class=processor,
+        )
+        rows = [dataset[0], dataset[0], dataset[1], dataset[1]]
+        prompts = [r["prompt"] for r in rows]
+
+        def completions() -> list:  # a new list per batch, as TRL makes one
+            answers = [f"<answer>\\boxed{{{r['answer']}}}</answer>" for r in rows]
+            answers[1] = "no answer"
+            return [[{"role": "assistant", "content": a}] for a in answers]
+
+        for _ in range(2):
+            table = trainer._calculate_rewards(rows, prompts, completions(), [[1]] * 4)
+    assert rewards.batches == 2  # one computation per call, shared by the four functions
+    assert table[:, 0].tolist() == [1.0, 0.0, 1.0, 1.0]  # accuracy column, in REWARD_NAMES order

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ def completion_text(completion: Any) -> str:
 class _Batch:
     completions: list[Any]  # the batch itself: identity, not id(), which Python reuses once freed
     task: asyncio.Future[dict[str, list[float | None]]]
+    served: set[str] = field(default_factory=set)  # the reward functions that have asked for it
 
 
 def neutral_failures(group_ids: list[str], judgements: list[Any]) -> list[float | None]:
@@ -69,10 +70,16 @@ def check_first_step(judgements: list[Any]) -> None:
 
 
 class BatchRewards:
-    """The four rewards of Perception-R1, computed once per batch and served to TRL one by one.
+    """The four rewards of Perception-R1, computed once per rollout batch and served to TRL one by one.
 
-    TRL calls every reward function with the same batch; the first call starts the computation
-    (accuracy in the verifier processes, the judge concurrently over HTTP), the others await it.
+    TRL weights and logs each reward function on its own, so the four rewards are four functions;
+    computing them costs one judge call and one verification per rollout, so they share the work.
+    The contract with TRL (`GRPOTrainer._calculate_rewards`, checked against the installed TRL by
+    tests/test_train.py): for each batch it calls every reward function once, all with the SAME
+    `completions` list object. The first call starts the computation (accuracy in the verifier
+    processes, the judge concurrently over HTTP), the others await it. A broken contract would give
+    wrong rewards silently (a reused list: stale rewards; a copy per function: four judge calls), so
+    it is checked on every call and a violation stops the run.
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class BatchRewards:
         self.sample_every = sample_every
         self.samples_per_step = samples_per_step
         self._batch: _Batch | None = None
+        self.batches = 0  # computations started: one per rollout batch
         self.failures_total = 0
         self._first_step_checked = False
 
@@ -102,7 +110,7 @@ class BatchRewards:
 
         def make(name: str) -> Any:
             async def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-                values = await self._values(prompts, completions, kwargs)
+                values = await self._values(name, prompts, completions, kwargs)
                 return values[name]
 
             reward.__name__ = name
@@ -112,13 +120,33 @@ class BatchRewards:
         return [make(name) for name in REWARD_NAMES]
 
     async def _values(
-        self, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]
+        self, name: str, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        if self._batch is None or self._batch.completions is not completions:
-            self._batch = _Batch(
+        batch = self._batch
+        if batch is None or batch.completions is not completions:
+            if batch is not None and batch.served != set(REWARD_NAMES):
+                self._broken(
+                    f"a new batch arrived after only {sorted(batch.served)} of the last one were asked for"
+                )
+            batch = self._batch = _Batch(
                 completions, asyncio.ensure_future(self._compute(prompts, completions, kwargs))
             )
-        return await self._batch.task
+            self.batches += 1
+        elif name in batch.served:
+            self._broken(
+                f"reward {name!r} was asked twice for one completions list (a list reused for a new batch?)"
+            )
+        batch.served.add(name)
+        return await batch.task
+
+    @staticmethod
+    def _broken(what: str) -> None:
+        import trl
+
+        raise StageError(
+            f"reward sharing: {what}; TRL {trl.__version__} no longer calls each reward function once per "
+            "batch with one completions list, which prcli's BatchRewards relies on"
+        )
 
     async def _compute(
         self, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]
