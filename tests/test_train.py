@@ -68,7 +68,13 @@ def test_a_few_steps_give_a_reloadable_checkpoint(tiny_model_dir: Path, tmp_path
     for r in rows:
         for name in ("accuracy", "format", "perception", "repetition"):
             assert f"rewards/{name}/mean" in r
-        assert {"reward", "judge/failures", "step_time", "loss"} <= r.keys()
+        assert {"reward", "judge/failures", "judge/seconds", "step_time", "loss"} <= r.keys()
+    # the console: one line a step with the essentials, none of TRL's raw dicts or library warnings
+    shown = [x for x in result.stderr.splitlines() if x.startswith("step ")]
+    assert [x.split(" | ")[0] for x in shown] == ["step 1/3", "step 2/3", "step 3/3"], result.stderr
+    assert all("acc " in x and "perc " in x and "judge 0 failed" in x and " left" in x for x in shown)
+    for noise in ("{'loss'", "Warning", "Writing model shards", "Casting the dataset"):
+        assert noise not in result.stderr, noise
     samples = [json.loads(x) for x in (run / "completions.jsonl").read_text().splitlines()]
     assert samples and {"step", "completion", "reward_perception", "verdicts"} <= samples[0].keys()
 
@@ -85,6 +91,15 @@ def test_a_few_steps_give_a_reloadable_checkpoint(tiny_model_dir: Path, tmp_path
     conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find x."}]}]
     (text,) = gen.chat([conv], images=[[Image.new("RGB", (56, 56))]], max_new_tokens=4)
     assert isinstance(text, str)
+
+
+def test_verbose_shows_trl_raw_logs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path, n=2)
+    result = runner.invoke(
+        app, train_args(tiny_model_dir, data, tmp_path / "run", "--max-steps", "1", "--verbose")
+    )
+    assert result.exit_code == 0, result.output
+    assert "'rewards/perception/mean'" in result.stderr and "step 1/1 |" not in result.stderr
 
 
 def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -> None:

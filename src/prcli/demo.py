@@ -38,6 +38,7 @@ class DemoConfig(StageConfig):
     n_test: int = Field(16, ge=2, description="Held-out problems for the evaluation.")
     steps: int = Field(60, ge=1, description="GRPO steps.")
     seed: int = Field(0, description="Seed of the data, the tiny model and training.")
+    verbose: bool = Field(False, description="Training shows TRL's raw logs and library warnings.")
 
 
 def _draw(kind: str, labels: dict[str, str], size: int = 128) -> Any:
@@ -234,6 +235,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
                 sample_every=max(1, cfg.steps // 4),
                 seed=cfg.seed,
                 device="cpu",
+                verbose=cfg.verbose,
             )
         )
         rows = [json.loads(x) for x in result.metrics_path.read_text().splitlines()]

@@ -155,6 +155,10 @@ class TrainConfig(StageConfig):
     gradient_checkpointing: bool | None = Field(
         None, description="Gradient checkpointing (default: on for CUDA)."
     )
+    verbose: bool = Field(
+        False,
+        description="TRL's raw per-step logs and the libraries' warnings instead of the progress display.",
+    )
     skip_invalid: bool = Field(
         False, description="Skip bad input lines (written to a rejected file) instead of stopping."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ class BatchRewards:
         self.batches = 0  # computations started: one per rollout batch
         self.failures_total = 0
         self._first_step_checked = False
+        self._judge_seconds = 0.0
 
     def functions(self) -> list[Any]:
         """Async reward functions named as in `REWARD_NAMES` (TRL logs `rewards/<name>/mean`)."""
@@ -164,7 +166,14 @@ class BatchRewards:
             JudgeItem(f"{pid}#{i}", list(anns or []), t)
             for i, (pid, anns, t) in enumerate(zip(ids, annotations, texts, strict=True))
         ]
-        verdicts, judgements = await asyncio.gather(accuracy_task, self.judge.judge_many(judge_items))
+        judge_started = time.monotonic()
+
+        async def judged() -> list[Any]:
+            found = await self.judge.judge_many(judge_items)
+            self._judge_seconds = time.monotonic() - judge_started
+            return found
+
+        verdicts, judgements = await asyncio.gather(accuracy_task, judged())
         if not self._first_step_checked:
             self._first_step_checked = True
             check_first_step(judgements)
@@ -181,6 +190,7 @@ class BatchRewards:
             log_metric("judge/failures", float(failures))
             log_metric("judge/failure_rate", failures / max(1, len(texts)))
             log_metric("judge/cache_hits", float(self.judge.stats.cache_hits - hits_before))
+            log_metric("judge/seconds", self._judge_seconds)  # the batch's judging, beside verification
             log_metric("verifier/timeouts", float(self.pool.stats.timeouts - timeouts_before))
         state = kwargs.get("trainer_state")
         step = int(getattr(state, "global_step", 0) or 0)

@@ -15,6 +15,7 @@ from prcli.models import check_model, model_errors
 from prcli.train.callbacks import FirstStep, MetricsCallback
 from prcli.train.checkpoints import checkpoint_step, has_full_weights, resume_checkpoint, trim_logs
 from prcli.train.config import TrainConfig, build_grpo_config, check_tracker, lora_config, on_cuda
+from prcli.train.console import quiet_libraries, replace_trl_output
 from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
@@ -52,7 +53,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     fresh = not cfg.output_dir.exists()
     first_step = FirstStep()
     try:
-        return _train(cfg, first_step)
+        with quiet_libraries(cfg.verbose):
+            return _train(cfg, first_step)
     except BaseException:
         if fresh and not first_step.done and main_process():
             shutil.rmtree(cfg.output_dir, ignore_errors=True)
@@ -113,6 +115,8 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
             peft_config=lora_config(cfg) if cfg.lora else None,
             callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
         )
+        if not cfg.verbose:
+            replace_trl_output(trainer)
         out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
         if main_process():
             import prcli
