@@ -58,6 +58,7 @@ def test_paper_training_yaml_resolves_to_the_released_run(tmp_path: Path) -> Non
     assert cfg.weights.as_list() == [0.9, 0.1, 0.7, 1.0] and cfg.vllm == "colocate"
     args = build_grpo_config(cfg.model_copy(update={"device": "cpu", "vllm": "off"}))
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 128 * 8
+    assert cfg.dual_clip == 3.0 and args.delta == 3.0
     # what the released run did beyond the numbers: no constrained judge decoding, no IS correction,
     # a judge timeout that outlasts the server's queue at 1,024 requests a step
     assert cfg.judge_structured == "off" and cfg.judge_timeout >= 300

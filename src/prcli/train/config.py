@@ -23,6 +23,9 @@ VllmMode = Literal["off", "colocate", "server"]
 
 ReportTo = Literal["none", "tensorboard", "wandb"]
 
+CLIPPED_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
+"""TRL 1.16's loss types with the PPO clip, the ones its `delta` (our dual clip) applies to."""
+
 
 class TrainConfig(StageConfig):
     """Everything `pr train` needs. Defaults follow the released Perception-R1 run."""
@@ -98,6 +101,11 @@ class TrainConfig(StageConfig):
     beta: float = Field(0.0, ge=0, description="KL coefficient; 0 turns KL (and the reference model) off.")
     epsilon: float = Field(0.2, description="Lower PPO clip range.")
     epsilon_high: float = Field(0.3, description="Upper PPO clip range (clip-higher).")
+    dual_clip: float | None = Field(
+        None,
+        description="Dual-clip PPO bound c: a token with negative advantage A loses at most -A*c "
+        "(the released run: 3.0; unset: off).",
+    )
     loss_type: str = Field(
         "dapo", description="TRL loss type (dapo = token mean, as EasyR1; grpo, dr_grpo, ...)."
     )
@@ -150,7 +158,8 @@ class TrainConfig(StageConfig):
         "auto", description="Where to train (auto: CUDA if available)."
     )
     bf16: bool | None = Field(
-        None, description="bf16 weights and compute (default: on for CUDA, off on CPU)."
+        None,
+        description="bf16 compute (default: on for CUDA, off on CPU); the trained weights stay fp32.",
     )
     gradient_checkpointing: bool | None = Field(
         None, description="Gradient checkpointing (default: on for CUDA)."
@@ -170,6 +179,11 @@ class TrainConfig(StageConfig):
         if self.min_pixels > self.max_pixels:
             raise ValueError("min_pixels must not exceed max_pixels")
         render_template(self.prompt_template, "x")  # raises for a template without {question}
+        if self.dual_clip is not None:
+            if self.loss_type not in CLIPPED_LOSSES:
+                raise ValueError(f"dual_clip needs a clipped loss ({', '.join(CLIPPED_LOSSES)})")
+            if self.dual_clip < 1 + self.epsilon_high:
+                raise ValueError("dual_clip must be at least 1 + epsilon_high")
         return self
 
     @property
@@ -196,6 +210,11 @@ def on_cuda(cfg: TrainConfig) -> bool:
     import torch
 
     return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+
+
+def bf16_on(cfg: TrainConfig) -> bool:
+    """bf16 compute: as asked, else on for CUDA."""
+    return cfg.bf16 if cfg.bf16 is not None else on_cuda(cfg)
 
 
 TRACKER_PACKAGES: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -254,7 +273,7 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        bf16=cfg.bf16 if cfg.bf16 is not None else cuda,
+        bf16=bf16_on(cfg),  # autocast over fp32 weights, or the engine's own mixed precision (precision.py)
         use_cpu=not cuda,
         gradient_checkpointing=cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda,
         remove_unused_columns=False,
@@ -262,6 +281,12 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world > 1 else None,
     )
+    if cfg.dual_clip is not None:
+        # TRL's `delta` (INTELLECT-2's two-sided clip) caps the ratio at delta in the unclipped branch:
+        # loss = -min(min(r, delta) A, clip(r) A). With delta >= 1 + epsilon_high that is dual-clip PPO
+        # exactly: -A min(r, clip(r)) for A > 0, -A min(max(r, clip(r)), delta) for A < 0
+        # (tests/test_dual_clip.py checks TRL's loss against hand-computed values).
+        kwargs["delta"] = cfg.dual_clip
     if cfg.eval_data is not None:
         kwargs.update(eval_strategy="steps", eval_steps=cfg.eval_steps, per_device_eval_batch_size=per_device)
     if cfg.vllm != "off":

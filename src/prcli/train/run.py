@@ -14,9 +14,10 @@ from prcli.judge.core import build_judge
 from prcli.models import check_model, model_errors
 from prcli.train.callbacks import FirstStep, MetricsCallback
 from prcli.train.checkpoints import checkpoint_step, has_full_weights, resume_checkpoint, trim_logs
-from prcli.train.config import TrainConfig, build_grpo_config, check_tracker, lora_config, on_cuda
+from prcli.train.config import TrainConfig, bf16_on, build_grpo_config, check_tracker, lora_config
 from prcli.train.console import quiet_libraries, replace_trl_output
 from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
+from prcli.train.precision import policy_dtype, sharding_engine
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
 from prcli.train.trainer import save_final, trainer_class
@@ -62,7 +63,6 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
-    import torch
     from transformers import AutoModelForImageTextToText
 
     started = time.monotonic()
@@ -78,8 +78,8 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
         log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
     check_enough_prompts(len(train_ds), dropped, cfg)
 
-    cuda = on_cuda(cfg)
-    dtype = torch.bfloat16 if (cfg.bf16 if cfg.bf16 is not None else cuda) else torch.float32
+    # fp32 weights for AdamW, unless DeepSpeed, FSDP or LoRA keep the trained ones fp32 (precision.py)
+    dtype = policy_dtype(bf16_on(cfg), sharding_engine(), cfg.lora)
     # transformers 5's own resume loads a checkpoint's weights by raw state-dict names, which its
     # save_pretrained has converted back to the hub layout: all but lm_head are silently skipped
     # and training would go on from the base weights. So the policy is loaded from the checkpoint.
@@ -125,6 +125,7 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
                 "prcli_version": prcli.__version__,
                 "world_size": world_size(),
                 "judge_prompt_sha256": judge.prompt_sha256,
+                "policy_dtype": str(dtype).removeprefix("torch."),
             }
             save_config(cfg, out / "config.yaml", extra=extra)
             if checkpoint is not None:

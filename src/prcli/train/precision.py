@@ -1,0 +1,45 @@
+"""The dtype the policy is loaded in: the weights AdamW updates stay fp32 whatever computes in bf16.
+
+AdamW's first steps move a weight by about the learning rate (1e-6), while bf16 keeps 8 significant
+bits: next to a weight of 0.02 its neighbours are 1.2e-4 away, so on bf16 weights nearly every update
+rounds back to the old value, step after step (tests/test_precision.py shows it). Hence:
+
+- one device or plain DDP: the policy is loaded in fp32, and `bf16=True` in the trainer's arguments
+  only makes accelerate run forward and backward under bf16 autocast;
+- DeepSpeed and FSDP keep fp32 master weights themselves (DeepSpeed's bf16 optimizer holds fp32
+  copies; accelerate upcasts FSDP's trainable parameters to fp32 under mixed precision), so the
+  policy is loaded in bf16 there, which halves host memory while loading;
+- LoRA: the base weights are frozen and PEFT makes the adapters fp32 (ZeRO-3 aside, which holds
+  fp32 masters), so the base is loaded in bf16.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+Engine = Literal["deepspeed", "fsdp"]
+
+
+def sharding_engine() -> Engine | None:
+    """DeepSpeed or FSDP when `accelerate launch` set one up (it says so in the environment), else None.
+
+    Read before the trainer (and its accelerator) exists, since the model is loaded first."""
+    from accelerate.utils import parse_flag_from_env
+
+    if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+        return "deepspeed"
+    if parse_flag_from_env("ACCELERATE_USE_FSDP"):
+        return "fsdp"
+    return None
+
+
+def policy_dtype(bf16: bool, engine: Engine | None, lora: bool) -> torch.dtype:
+    """The dtype to load the policy in: bf16 only where something else keeps the trained weights fp32."""
+    import torch
+
+    if bf16 and (engine is not None or lora):
+        return torch.bfloat16
+    return torch.float32
