@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ from prcli.errors import StageError
 from prcli.records import AnnotatedProblem
 from prcli.train import TrainConfig
 from prcli.train.config import build_grpo_config
-from prcli.train.data import build_rows
+from prcli.train.data import ImageBounds, build_rows, load_dataset_rows, load_processor, prompt_length
 from prcli.train.rewards import completion_text
 
 pytestmark = pytest.mark.slow
@@ -256,6 +257,96 @@ def test_grpo_config_maps_the_released_run(tmp_path: Path) -> None:
         )
     with pytest.raises(ValueError, match="vllm-server-url"):
         TrainConfig(model="m", data=tmp_path, output_dir=tmp_path, vllm="server")
+    assert not args.use_vllm and args.vllm_max_model_length is None and not args.vllm_enable_sleep_mode
+
+
+def test_grpo_config_bounds_colocated_vllm(tmp_path: Path) -> None:
+    """vLLM's context is what a run can use (prompt + completion), not the model's whole window."""
+    cfg = TrainConfig(
+        model="qwen2.5-vl-7b",
+        data=tmp_path / "d.jsonl",
+        output_dir=tmp_path / "o",
+        device="cpu",
+        vllm="colocate",
+        vllm_gpu_memory_utilization=0.5,
+        vllm_sleep_mode=True,
+        max_prompt_length=3000,
+    )
+    args = build_grpo_config(cfg)
+    assert args.use_vllm and args.vllm_mode == "colocate" and args.vllm_gpu_memory_utilization == 0.5
+    assert args.vllm_max_model_length == 3000 + 4096 and args.vllm_enable_sleep_mode
+    with pytest.raises(ValueError, match="--vllm-sleep-mode needs --vllm colocate"):
+        TrainConfig(model="m", data=tmp_path, output_dir=tmp_path, vllm_sleep_mode=True)
+
+
+def test_fitted_images_are_left_alone_by_the_processors() -> None:
+    """A fitted size has sides in whole 28-pixel cells and an area within the bounds, so Qwen-VL's
+    `smart_resize` keeps it, under our bounds as under any wider ones (Qwen2.5-VL's own: 3136..12845056)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    for low, high in [(3136, 1806336), (3136, 12544), (6272, 9408), (3136, 3136)]:
+        bounds = ImageBounds(low, high, 28)
+        for width in range(20, 3000, 71):
+            for height in range(20, 3000, 97):
+                w, h = bounds.fitted_size(width, height)
+                assert w % 28 == h % 28 == 0 and low <= w * h <= high, (low, high, width, height)
+                assert smart_resize(h, w, 28, low, high) == (h, w)
+                assert smart_resize(h, w, 28, 3136, 12845056) == (h, w)
+    assert ImageBounds(3136, 1806336, 28).fitted_size(1344, 1344) == (1344, 1344)
+    assert ImageBounds(3136, 1806336, 28).fitted_size(2000, 1000) == (1876, 952)  # aspect kept
+    with pytest.raises(StageError, match="no image of whole 28x28 cells has between 5000 and 5400 pixels"):
+        ImageBounds(5000, 5400, 28)
+
+
+@pytest.mark.parametrize("bounds", [(6272, 9408), (3136, 1806336)])
+def test_image_tokens_agree_with_the_processor_vllm_builds(
+    tiny_model_dir: Path, tmp_path: Path, bounds: tuple[int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """vLLM (colocated or `trl vllm-serve`) builds its processor from the model folder, with the model's
+    own bounds (the tiny model's: 3136..12544), not ours. Images fitted once in the dataset give it the
+    same image tokens as the trainer's processor: above --max-pixels, below --min-pixels (ours only, or
+    the model's too), and above the model's own bound (1806336 is clamped to 12544, with a warning)."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    sizes = [(300, 200), (70, 70), (40, 30), (56, 56)]
+    rows = []
+    for i, size in enumerate(sizes):
+        make_image(tmp_path / "img" / f"{i}.png", color=(40 * i, 120, 200), size=size)
+        rows.append(
+            {
+                "id": f"p{i}",
+                "question": "<image>Area?",
+                "images": [f"img/{i}.png"],
+                "answer": "6",
+                "annotations": ["x"],
+            }
+        )
+    Image.new("RGBA", (60, 60), (0, 0, 0, 0)).save(tmp_path / "img" / "clear.png")  # transparent: white
+    rows.append({**rows[0], "id": "clear", "images": ["img/clear.png"]})
+    data = tmp_path / "annotated.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    low, high = bounds
+    cfg = TrainConfig(
+        model=str(tiny_model_dir), data=data, output_dir=tmp_path / "o", min_pixels=low, max_pixels=high
+    )
+
+    processor = load_processor(cfg)
+    dataset, dropped = load_dataset_rows(data, cfg, processor)
+    vllm_view = AutoProcessor.from_pretrained(tiny_model_dir)
+    assert dropped == 0 and len(dataset) == len(rows)
+    assert ("reach outside" in caplog.text) == (high > 12544)  # the model's bound wins, with a warning
+
+    def grid(proc: Any, image: Any) -> list[list[int]]:
+        return proc.image_processor(images=[image], return_tensors="np")["image_grid_thw"].tolist()
+
+    for row in dataset:
+        (image,) = row["images"]
+        assert image.mode == "RGB" and low <= image.width * image.height <= min(high, 12544)
+        assert grid(processor, image) == grid(vllm_view, image)
+        assert prompt_length(row, processor) == prompt_length(row, vllm_view)
+    assert [Image.open(tmp_path / "img" / f"{i}.png").size for i in range(len(sizes))] == sizes  # files kept
+    assert dataset[len(sizes)]["images"][0].getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_rows_put_images_where_the_placeholders_are(tmp_path: Path) -> None:

@@ -88,8 +88,17 @@ class TrainConfig(StageConfig):
         4096, ge=1, description="Prompts longer than this (image tokens included) are dropped."
     )
     max_completion_length: int = Field(4096, ge=1, description="Longest rollout, in tokens.")
-    min_pixels: int = Field(3136, ge=1, description="Smallest image area after resizing (pixels).")
-    max_pixels: int = Field(1806336, ge=1, description="Largest image area after resizing (pixels).")
+    min_pixels: int = Field(
+        3136,
+        ge=1,
+        description="Smallest image area (pixels): smaller images are scaled up, once, when the data is loaded.",
+    )
+    max_pixels: int = Field(
+        1806336,
+        ge=1,
+        description="Largest image area (pixels): larger images are scaled down, once, when the data is loaded "
+        "(sides in whole 28-pixel cells, within the model's own bounds, so vLLM sees the same image tokens).",
+    )
 
     # optimisation
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (constant after warmup).")
@@ -133,9 +142,22 @@ class TrainConfig(StageConfig):
     vllm: VllmMode = Field(
         "off", description="Rollouts with vLLM (GPU): off, colocate, or server (trl vllm-serve)."
     )
-    vllm_server_url: str | None = Field(None, description="URL of `trl vllm-serve` for --vllm server.")
+    vllm_server_url: str | None = Field(
+        None,
+        description="URL of `trl vllm-serve` for --vllm server (start it with --max_model_len "
+        "max_prompt_length + max_completion_length, as colocated vLLM gets).",
+    )
     vllm_gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1, description="GPU memory share of colocated vLLM."
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of each GPU's memory colocated vLLM takes for its weights and KV cache; training gets "
+        "the rest (--vllm server: pass --gpu_memory_utilization to `trl vllm-serve` instead).",
+    )
+    vllm_sleep_mode: bool = Field(
+        False,
+        description="Colocated vLLM sleeps through each optimizer step, its weights and KV cache off the GPU: "
+        "more memory for training, a reload per step.",
     )
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel size of colocated vLLM.")
     vllm_importance_sampling_correction: bool = Field(
@@ -176,6 +198,8 @@ class TrainConfig(StageConfig):
     def _check(self) -> TrainConfig:
         if self.vllm == "server" and not self.vllm_server_url:
             raise ValueError("--vllm server needs --vllm-server-url")
+        if self.vllm_sleep_mode and self.vllm != "colocate":
+            raise ValueError("--vllm-sleep-mode needs --vllm colocate (a vLLM server manages its own memory)")
         if self.min_pixels > self.max_pixels:
             raise ValueError("min_pixels must not exceed max_pixels")
         render_template(self.prompt_template, "x")  # raises for a template without {question}
@@ -296,6 +320,9 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
             vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
             vllm_importance_sampling_correction=cfg.vllm_importance_sampling_correction,
+            # the longest sequence a run makes: without it vLLM reserves KV cache for the model's whole context
+            vllm_max_model_length=cfg.max_prompt_length + cfg.max_completion_length,
+            vllm_enable_sleep_mode=cfg.vllm_sleep_mode,
         )
         if cfg.vllm == "server":
             kwargs["vllm_server_base_url"] = cfg.vllm_server_url

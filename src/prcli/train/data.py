@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +16,108 @@ from prcli.prompts import render_template, user_content
 from prcli.records import AnnotatedProblem
 from prcli.train.config import TrainConfig
 
+log = logging.getLogger("prcli.train")
+
+
+@dataclass(frozen=True)
+class ImageBounds:
+    """The image areas a run trains on, and the side multiple of the policy's vision encoder.
+
+    Qwen-VL processors resize every image with `smart_resize`: sides rounded to multiples of `factor`
+    (patch size x merge size, 28) and the area brought into the processor's own bounds. Colocated vLLM
+    and `trl vllm-serve` build that processor from the model folder with the model's bounds, not ours,
+    so an image is fitted once, in the dataset, to a size every such processor leaves as it is.
+    """
+
+    low: int
+    high: int
+    factor: int
+
+    @classmethod
+    def of(cls, image_processor: Any) -> ImageBounds:
+        """The bounds a Qwen-VL image processor resizes to."""
+        size = image_processor.size
+        factor = image_processor.patch_size * image_processor.merge_size
+        return cls(size["shortest_edge"], size["longest_edge"], factor)
+
+    def __post_init__(self) -> None:
+        """Bounds no image fits would leave `fitted_size` nothing to return: refused here."""
+        if not self._long_sides(1):
+            raise StageError(
+                f"no image of whole {self.factor}x{self.factor} cells has between {self.low} and {self.high} "
+                "pixels: widen --min-pixels/--max-pixels"
+            )
+
+    def _long_sides(self, short: int) -> range:
+        """The long sides, in cells, that keep the area within bounds with a short side of `short` cells."""
+        cells = short * self.factor**2
+        return range(math.ceil(self.low / cells), self.high // cells + 1)
+
+    def fitted_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) with both sides multiples of `factor` and the area within [low, high].
+
+        Scaled by the square root of the area ratio when the area is outside the bounds (as EasyR1's
+        `process_image`), aspect kept; then the sides are rounded to whole cells: the short side down or
+        up, whichever (with the nearest long side that keeps the area in bounds) keeps the aspect best.
+        Such a size is a fixed point of `smart_resize` for any bounds that contain [low, high].
+        """
+        area = width * height
+        scale = math.sqrt(min(max(area, self.low), self.high) / area)
+        short, long = (side * scale / self.factor for side in sorted((width, height)))  # in cells
+        a = max(1, math.floor(short))
+        while not self._long_sides(a):  # narrow bounds: a shorter short side leaves the long side room
+            a -= 1
+        pairs = [(s, self._nearest_long(s, long)) for s in (a, a + 1) if self._long_sides(s)]
+        a, b = min(pairs, key=lambda p: abs(math.log(p[1] / p[0] * short / long)))
+        fitted = (a * self.factor, b * self.factor)
+        return fitted if width <= height else (fitted[1], fitted[0])
+
+    def _nearest_long(self, short: int, long: float) -> int:
+        sides = self._long_sides(short)
+        return min(max(round(long), sides[0]), sides[-1])
+
+
+def fit_image(path: str | Path, bounds: ImageBounds) -> Any:
+    """The image at `path` resized to `bounds.fitted_size` (the file is left as it is), in RGB with
+    transparency on white, as the processors convert it."""
+    from PIL import Image
+    from transformers.image_transforms import convert_to_rgb
+
+    with Image.open(path) as image:
+        rgb = Image.fromarray(convert_to_rgb(image, return_numpy=True))
+    size = bounds.fitted_size(*rgb.size)
+    return rgb if rgb.size == size else rgb.resize(size, Image.Resampling.BICUBIC)
+
+
+def png(image: Any) -> dict[str, Any]:
+    """An image as a `datasets.Image` value: PNG bytes (lossless; fast compression, as the bytes
+    live only in this run's memory)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return {"bytes": buffer.getvalue(), "path": None}
+
 
 def load_processor(cfg: TrainConfig) -> Any:
-    from transformers import AutoProcessor
+    """The policy's processor, bounded by `--min-pixels`/`--max-pixels` kept within the model's own.
 
-    size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
+    vLLM's processor has the model's bounds: ours must lie inside them for the fitted images to reach
+    vLLM unchanged, so where the model's are narrower they win, with a warning.
+    """
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    path = resolve_model(cfg.model)
     with model_errors(cfg.model):
-        return AutoProcessor.from_pretrained(resolve_model(cfg.model), size=size)
+        own = ImageBounds.of(AutoImageProcessor.from_pretrained(path))
+    bounds = ImageBounds(max(cfg.min_pixels, own.low), min(cfg.max_pixels, own.high), own.factor)
+    if (bounds.low, bounds.high) != (cfg.min_pixels, cfg.max_pixels):
+        log.warning(
+            "images are fitted to %d..%d pixels: --min-pixels %d/--max-pixels %d reach outside %s's own "
+            "bounds %d..%d, which vLLM uses",
+            *(bounds.low, bounds.high, cfg.min_pixels, cfg.max_pixels, cfg.model, own.low, own.high),
+        )
+    size = {"shortest_edge": bounds.low, "longest_edge": bounds.high}
+    with model_errors(cfg.model):
+        return AutoProcessor.from_pretrained(path, size=size)
 
 
 def build_rows(records: list[AnnotatedProblem], template: str) -> list[dict[str, Any]]:
@@ -39,25 +138,30 @@ def build_rows(records: list[AnnotatedProblem], template: str) -> list[dict[str,
 
 
 def prompt_length(row: dict[str, Any], processor: Any) -> int:
-    """Prompt tokens, image tokens included, as the policy will see them."""
-    from PIL import Image
-
+    """Prompt tokens, image tokens included, as the policy will see them (`row["images"]`: PIL images)."""
     text = processor.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
-    images = [Image.open(p).convert("RGB") for p in row["images"]]
-    batch = processor(text=[text], images=images or None, return_tensors="np")
+    batch = processor(text=[text], images=row["images"] or None, return_tensors="np")
     return int(batch["input_ids"].shape[1])
 
 
 def load_dataset_rows(
     path: Path, cfg: TrainConfig, processor: Any, rejected: Path | None = None
 ) -> tuple[Any, int]:
-    """A `datasets.Dataset` of training rows and how many prompts were dropped for length."""
+    """A `datasets.Dataset` of training rows and how many prompts were dropped for length.
+
+    Each image is fitted to the processor's bounds here, once, and stored as PNG bytes, so the length
+    filter, the trainer and vLLM all see the same pixels (one row's images decoded at a time).
+    """
     from datasets import Dataset, Image, Sequence
 
     records = list(check_jsonl(path, AnnotatedProblem, skip_invalid=cfg.skip_invalid, rejected_path=rejected))
-    rows = build_rows(records, cfg.prompt_template)
-    kept = [r for r in rows if prompt_length(r, processor) <= cfg.max_prompt_length]
-    dropped = len(rows) - len(kept)
+    bounds = ImageBounds.of(processor.image_processor)
+    kept = []
+    for row in build_rows(records, cfg.prompt_template):
+        images = [fit_image(p, bounds) for p in row["images"]]
+        if prompt_length({**row, "images": images}, processor) <= cfg.max_prompt_length:
+            kept.append({**row, "images": [png(image) for image in images]})
+    dropped = len(records) - len(kept)
     if not kept:
         raise StageError(f"every prompt in {path} is longer than max_prompt_length={cfg.max_prompt_length}")
     dataset = Dataset.from_list(kept)
