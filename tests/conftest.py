@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -92,3 +93,23 @@ SMALL = [
     *("--prompts-per-step", "2", "--num-generations", "4", "--per-device-batch-size", "8"),
     *("--max-completion-length", "12", "--min-pixels", "3136", "--max-pixels", "12544", "--seed", "0"),
 ]
+
+
+def annotated_set(folder: Path, n: int = 6, annotations: list[str] | None = None) -> Path:
+    """`n` annotated rectangle problems with their images in `folder`, for `pr train`."""
+    rows = []
+    for i in range(n):
+        make_image(folder / "img" / f"{i}.png", color=(30 * i, 120, 200), size=(56, 56))
+        rows.append(
+            {
+                "id": f"p{i}",
+                "question": f"<image>The rectangle has sides {i + 2} and 3. What is its area?",
+                "images": [f"img/{i}.png"],
+                "answer": str((i + 2) * 3),
+                "annotations": annotations
+                or [f"The rectangle has width {i + 2}", "The rectangle has height 3"],
+            }
+        )
+    path = folder / "annotated.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

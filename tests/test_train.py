@@ -1,11 +1,10 @@
-"""`pr train` on CPU with the tiny Qwen2.5-VL: checkpoints, resume, LoRA, judge outages, learning, DDP."""
+"""`pr train` on CPU with the tiny Qwen2.5-VL: checkpoints, resume, LoRA, judge outages, learning.
+
+Runs across processes (DDP, FSDP2) are in test_train_distributed.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import SMALL, free_port, make_image
+from conftest import SMALL, annotated_set
 from prcli.cli import app
 from prcli.errors import StageError
 from prcli.records import AnnotatedProblem
@@ -24,25 +23,6 @@ from prcli.train.rewards import completion_text
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-
-
-def annotated_set(folder: Path, n: int = 6, annotations: list[str] | None = None) -> Path:
-    rows = []
-    for i in range(n):
-        make_image(folder / "img" / f"{i}.png", color=(30 * i, 120, 200), size=(56, 56))
-        rows.append(
-            {
-                "id": f"p{i}",
-                "question": f"<image>The rectangle has sides {i + 2} and 3. What is its area?",
-                "images": [f"img/{i}.png"],
-                "answer": str((i + 2) * 3),
-                "annotations": annotations
-                or [f"The rectangle has width {i + 2}", "The rectangle has height 3"],
-            }
-        )
-    path = folder / "annotated.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def train_args(model: Path, data: Path, run: Path, *extra: str) -> list[str]:
@@ -188,55 +168,6 @@ def test_perception_reward_is_learned(tiny_model_dir: Path, tmp_path: Path) -> N
     perception = [r["rewards/perception/mean"] for r in metrics(run)]
     first, last = sum(perception[:8]) / 8, sum(perception[-8:]) / 8
     assert last > first + 0.3, (first, last, perception)
-
-
-def test_two_processes_with_accelerate_launch(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """Two processes, gloo DDP on CPU. accelerate 1.15's `--cpu --num_processes 2` starts a single
-    process (its multi-CPU launcher needs mpirun); `--multi_gpu` starts two through torch's launcher,
-    and our trainer, finding no GPU, runs them on CPU with gloo."""
-    data = annotated_set(tmp_path)
-    run = tmp_path / "run"
-    bin_dir = Path(sys.executable).parent
-    cmd = [
-        str(bin_dir / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-        str(bin_dir / "pr"),
-        "train",
-        "-m",
-        str(tiny_model_dir),
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        *SMALL,
-        "--per-device-batch-size",
-        "4",
-        "--max-steps",
-        "2",
-        "--save-steps",
-        "2",
-        "--json",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert yaml.safe_load((run / "config.yaml").read_text())["world_size"] == 2
-    summary = json.loads(proc.stdout)  # only rank 0 prints the result
-    assert summary["num_processes"] == 2 and summary["distributed_type"] == "MULTI_CPU"
-    assert json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
-    assert (run / "model.safetensors").exists()
-    assert [r["step"] for r in metrics(run)] == [1, 2]
 
 
 def test_grpo_config_maps_the_released_run(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ One small file per concern, in the order a run uses them:
 - `data`: training rows (chat prompt, images, answer, annotations) from annotated records;
 - `rewards`: `BatchRewards`, the four rewards of a rollout batch computed once, served as four TRL
   reward functions so each is weighted and logged on its own;
-- `trainer`: our `GRPOTrainer` subclass and the final save;
+- `trainer`: our `GRPOTrainer` subclass;
 - `callbacks`: the metrics log and the first-step marker;
 - `checkpoints`: which checkpoint `--resume` continues from;
+- `save`: the final model, gathered from every process (DDP, FSDP, ZeRO-3) and written once;
 - `run`: `train()`, which ties them together.
 
 The same entry point runs on a laptop CPU, one GPU, or many GPUs under `accelerate launch`.

@@ -20,7 +20,8 @@ from prcli.train.data import check_enough_prompts, load_dataset_rows, load_proce
 from prcli.train.precision import policy_dtype, sharding_engine
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
-from prcli.train.trainer import save_final, trainer_class
+from prcli.train.save import save_final
+from prcli.train.trainer import trainer_class
 from prcli.verify import VerifierPool
 
 log = logging.getLogger("prcli.train")
@@ -69,6 +70,13 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
     out = cfg.output_dir
     check_tracker(cfg.report_to)
     model_path = check_model(cfg.model)
+    # Built before the model is loaded, and kept alive until the trainer holds it: building it sets
+    # up the process group (TrainingArguments.__post_init__ reads `self.device`, which makes
+    # accelerate's PartialState) and, under `accelerate launch` with DeepSpeed, registers the
+    # DeepSpeed config (DeepSpeedPlugin.set_deepspeed_weakref, a weak reference held by this object).
+    # `from_pretrained` reads both: ZeRO-3 loads into `zero.Init`, partitioned as it loads (rank 0
+    # reads the weights, the others get placeholders) instead of every process holding the whole
+    # model in host memory; FSDP's cpu_ram_efficient_loading needs the process group to exist.
     grpo_args = build_grpo_config(cfg)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     processor = load_processor(cfg)
@@ -131,7 +139,7 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
             if checkpoint is not None:
                 trim_logs(out, checkpoint_step(checkpoint))
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        save_final(trainer, processor, out, cfg.lora)
+        save_final(trainer, processor, out, base_model=model_path if cfg.lora else None)
     finally:
         pool.close()
         judge.close()

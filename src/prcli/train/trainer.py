@@ -1,8 +1,7 @@
-"""Our `GRPOTrainer` subclass and the final save."""
+"""Our `GRPOTrainer` subclass."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
@@ -19,16 +18,3 @@ def trainer_class(skip_weight_load: bool) -> Any:
             RNG and trainer state are still restored by the trainer."""
 
     return _Trainer
-
-
-def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
-    """The final policy in `out`, loadable by `from_pretrained` (LoRA: merged; adapter in out/adapter)."""
-    trainer.accelerator.wait_for_everyone()
-    if not trainer.accelerator.is_main_process:
-        return
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if lora:
-        model.save_pretrained(out / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)

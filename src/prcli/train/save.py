@@ -1,0 +1,103 @@
+"""The final model: gathered from every process, written once, loadable by `from_pretrained`.
+
+Under ZeRO-3 each process holds a partition of every parameter (the module's own tensors are empty
+placeholders) and under FSDP2 each parameter is a DTensor holding one shard, so rank 0 saving its
+unwrapped model alone writes empty weights (ZeRO-3) or fails on the shards (FSDP2). The weights are
+therefore gathered by every process first (a collective), and only then written by the main process.
+
+Why not `Trainer.save_model`: it gathers only when the trainer itself set up FSDP with a
+FULL_STATE_DICT type (with SHARDED_STATE_DICT it writes no weights at all), falls back to a
+DeepSpeed checkpoint that `from_pretrained` cannot load when ZeRO-3's 16-bit gathering is off,
+and writes only the adapter of a LoRA run. The gathering below is the one it uses
+(`Accelerator.get_state_dict`), plus torch's own for DTensor shards however they were made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+
+def full_state_dict(model: torch.nn.Module, accelerator: Accelerator) -> dict[str, torch.Tensor]:
+    """The whole state dict of `model` on the main process (other processes may get `{}`).
+
+    Every process must call this: gathering is a collective, and one process missing hangs the rest.
+    `model` is the outermost wrapper (DDP module, DeepSpeed engine, FSDP module), as the trainer's
+    `model_wrapped`. FSDP2 parameters are DTensors, gathered with torch's distributed-checkpoint API
+    to full CPU tensors on rank 0 (whoever sharded them: accelerate, transformers or `fully_shard`);
+    everything else goes through accelerate: ZeRO-3 consolidates the partitions on rank 0
+    (`stage3_gather_16bit_weights_on_model_save` must be on, as in examples/accelerate), FSDP1
+    uses a full state dict, DDP and a single process unwrap.
+    """
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(model, options=options)
+    return accelerator.get_state_dict(model)
+
+
+def write_final(
+    model: torch.nn.Module, accelerator: Accelerator, processor: Any, out: Path, base_model: str | None
+) -> None:
+    """Gather `model` (on every process), then write it to `out` with `processor` (main process).
+
+    With LoRA (`base_model` set: the model the adapter was trained on), `out/adapter` gets the
+    adapter and `out` the merged model. The merge is done on a fresh copy of the base model, loaded
+    on the main process's CPU, with the adapter just written: the trained model's own base weights
+    are placeholders or shards under ZeRO-3 and FSDP (merging into them merges into those), and
+    the copy costs host memory once, at the end. Every process returns after the files are written.
+    """
+    state = full_state_dict(model, accelerator)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        if base_model is None:
+            unwrapped.save_pretrained(out, state_dict=state)
+        else:
+            unwrapped.save_pretrained(out / "adapter", state_dict=state)  # PEFT keeps the adapter's keys
+            dtype = unwrapped.get_base_model().dtype
+            del state
+            _merged(base_model, out / "adapter", dtype).save_pretrained(out)
+        processor.save_pretrained(out)
+    accelerator.wait_for_everyone()
+
+
+def save_final(trainer: Any, processor: Any, out: Path, base_model: str | None) -> None:
+    """The trained policy in `out` (see `write_final`); every process of the run must call this."""
+    write_final(trainer.model_wrapped, trainer.accelerator, processor, out, base_model)
+
+
+def _merged(base_model: str, adapter: Path, dtype: torch.dtype) -> Any:
+    """`base_model` on CPU with the adapter in `adapter` merged into its weights."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    with _no_zero3_init():
+        base = AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+
+
+@contextmanager
+def _no_zero3_init() -> Iterator[None]:
+    """`from_pretrained` as in a plain process, on one process of a ZeRO-3 run.
+
+    While the run's DeepSpeed config is registered (a weak reference in transformers),
+    `from_pretrained` enters `deepspeed.zero.Init` and gathers parameters across processes:
+    collectives the other processes, waiting at the final barrier, never join.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = registered
