@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import SMALL, annotated_set
+from conftest import SMALL, annotated_set, make_image
 from prcli.cli import app
 from prcli.errors import StageError
 from prcli.records import AnnotatedProblem
