@@ -166,6 +166,7 @@ def test_zero3_is_on_when_the_policy_loads(
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_INIT", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", "true")
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", from_pretrained)
     cfg = TrainConfig(
         model=str(tiny_model_dir),
@@ -182,3 +183,43 @@ def test_zero3_is_on_when_the_policy_loads(
     finally:
         unset_hf_deepspeed_config()
     assert seen == [True, False, True]
+
+
+@pytest.mark.parametrize("gather", ["true", "false"])
+def test_zero3_without_16bit_gathering_is_refused_before_the_model_loads(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gather: str
+) -> None:
+    """ZeRO-3 could not write a loadable final model: stop before hours of training, not after."""
+    pytest.importorskip("deepspeed")
+    from transformers import AutoModelForImageTextToText
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    from prcli.errors import StageError
+    from prcli.train import TrainConfig, train
+
+    class Loaded(Exception):
+        pass
+
+    def from_pretrained(*args: object, **kwargs: object) -> None:
+        raise Loaded
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", gather)
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", from_pretrained)
+    cfg = TrainConfig(
+        model=str(tiny_model_dir),
+        data=annotated_set(tmp_path),
+        output_dir=tmp_path / "run",
+        device="cpu",
+        prompts_per_step=2,
+        num_generations=4,
+        max_pixels=12544,
+    )
+    expected = (Loaded, "") if gather == "true" else (StageError, "zero3_save_16bit_model: true")
+    try:
+        with pytest.raises(expected[0], match=expected[1]):
+            train(cfg)
+    finally:
+        unset_hf_deepspeed_config()
+    assert not cfg.output_dir.exists()

@@ -20,7 +20,7 @@ from prcli.train.data import check_enough_prompts, load_dataset_rows, load_proce
 from prcli.train.precision import policy_dtype, sharding_engine
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
-from prcli.train.save import save_final
+from prcli.train.save import check_final_save, save_final
 from prcli.train.trainer import trainer_class
 from prcli.verify import VerifierPool
 
@@ -78,6 +78,7 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
     # reads the weights, the others get placeholders) instead of every process holding the whole
     # model in host memory; FSDP's cpu_ram_efficient_loading needs the process group to exist.
     grpo_args = build_grpo_config(cfg)
+    check_final_save(grpo_args)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     processor = load_processor(cfg)
     train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, out / "rejected.jsonl")

@@ -70,6 +70,25 @@ def write_final(
     accelerator.wait_for_everyone()
 
 
+def check_final_save(grpo_args: Any) -> None:
+    """Refuse, before the model loads, a ZeRO-3 run whose final weights could not be gathered.
+
+    Without 16-bit gathering on save, ZeRO-3 can only write its own partitioned checkpoint, which
+    `from_pretrained` cannot load: the run would train for hours and fail at the final save.
+    """
+    from prcli.errors import StageError
+
+    plugin = getattr(grpo_args, "deepspeed_plugin", None)
+    if plugin is None or plugin.zero_stage != 3:
+        return
+    if not plugin.get_value("zero_optimization.stage3_gather_16bit_weights_on_model_save", False):
+        raise StageError(
+            "DeepSpeed ZeRO-3 without 16-bit gathering on save cannot write a final model that "
+            "from_pretrained loads: set zero3_save_16bit_model: true in the accelerate config (or "
+            "stage3_gather_16bit_weights_on_model_save in the DeepSpeed JSON), as examples/accelerate does"
+        )
+
+
 def save_final(trainer: Any, processor: Any, out: Path, base_model: str | None) -> None:
     """The trained policy in `out` (see `write_final`); every process of the run must call this."""
     write_final(trainer.model_wrapped, trainer.accelerator, processor, out, base_model)
