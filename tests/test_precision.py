@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,13 @@ def test_bf16_training_on_cpu_keeps_fp32_weights(
     seen: dict[str, Any] = {}
     save_final = run_module.save_final
 
-    def look_then_save(trainer: Any, *args: Any) -> None:
+    def look_then_save(trainer: Any, *args: Any, **kwargs: Any) -> None:
         params = list(trainer.model.parameters())
         seen["trained"] = {p.dtype for p in params if p.requires_grad}
         seen["frozen"] = {p.dtype for p in params if not p.requires_grad}
         seen["adam"] = {s["exp_avg"].dtype for s in trainer.optimizer.state.values() if "exp_avg" in s}
         seen["step"], seen["precision"] = trainer.state.global_step, trainer.accelerator.mixed_precision
-        save_final(trainer, *args)
+        save_final(trainer, *args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", load_and_watch)
     monkeypatch.setattr(run_module, "save_final", look_then_save)
@@ -120,3 +121,9 @@ def test_bf16_training_on_cpu_keeps_fp32_weights(
     assert seen["frozen"] == ({BF16} if lora else set())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["policy_dtype"] == ("bfloat16" if lora else "float32")
+    # the final model is written in the compute dtype, and says so
+    from safetensors import safe_open
+
+    assert json.loads((run / "config.json").read_text())["dtype"] == "bfloat16"
+    with safe_open(run / "model.safetensors", "pt") as fh:
+        assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"BF16"}  # noqa: SIM118

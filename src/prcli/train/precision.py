@@ -43,3 +43,11 @@ def policy_dtype(bf16: bool, engine: Engine | None, lora: bool) -> torch.dtype:
     if bf16 and (engine is not None or lora):
         return torch.bfloat16
     return torch.float32
+
+
+def final_dtype(bf16: bool) -> torch.dtype | None:
+    """The dtype of the final model's weights: bf16 when the run computed in bf16 (the fp32 masters
+    served the optimizer; checkpoints keep them), else as trained (None)."""
+    import torch
+
+    return torch.bfloat16 if bf16 else None

@@ -17,7 +17,7 @@ from prcli.train.checkpoints import checkpoint_step, has_full_weights, resume_ch
 from prcli.train.config import TrainConfig, bf16_on, build_grpo_config, check_tracker, lora_config
 from prcli.train.console import quiet_libraries, replace_trl_output
 from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
-from prcli.train.precision import policy_dtype, sharding_engine
+from prcli.train.precision import final_dtype, policy_dtype, sharding_engine
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
 from prcli.train.save import check_final_save, save_final
@@ -140,7 +140,8 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
             if checkpoint is not None:
                 trim_logs(out, checkpoint_step(checkpoint))
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        save_final(trainer, processor, out, base_model=model_path if cfg.lora else None)
+        base = model_path if cfg.lora else None
+        save_final(trainer, processor, out, base_model=base, dtype=final_dtype(bf16_on(cfg)))
     finally:
         pool.close()
         judge.close()

@@ -46,7 +46,12 @@ def full_state_dict(model: torch.nn.Module, accelerator: Accelerator) -> dict[st
 
 
 def write_final(
-    model: torch.nn.Module, accelerator: Accelerator, processor: Any, out: Path, base_model: str | None
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    processor: Any,
+    out: Path,
+    base_model: str | None,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Gather `model` (on every process), then write it to `out` with `processor` (main process).
 
@@ -55,12 +60,23 @@ def write_final(
     on the main process's CPU, with the adapter just written: the trained model's own base weights
     are placeholders or shards under ZeRO-3 and FSDP (merging into them merges into those), and
     the copy costs host memory once, at the end. Every process returns after the files are written.
+
+    `dtype` (the run's compute dtype, bf16) is the dtype of the written weights: the fp32 master
+    weights of a one-GPU or DDP run are for the optimizer, and the model is used in bf16 (a 7B model
+    in fp32 is 30 GB). Checkpoints keep the masters, so a resumed run is exact.
     """
     state = full_state_dict(model, accelerator)
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         if base_model is None:
+            if dtype is not None:
+                state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
             unwrapped.save_pretrained(out, state_dict=state)
+            if (
+                dtype is not None
+            ):  # save_pretrained wrote the parameters' dtype (fp32 masters) into config.json
+                unwrapped.config.dtype = str(dtype).removeprefix("torch.")
+                unwrapped.config.save_pretrained(out)
         else:
             unwrapped.save_pretrained(out / "adapter", state_dict=state)  # PEFT keeps the adapter's keys
             dtype = unwrapped.get_base_model().dtype
@@ -89,9 +105,11 @@ def check_final_save(grpo_args: Any) -> None:
         )
 
 
-def save_final(trainer: Any, processor: Any, out: Path, base_model: str | None) -> None:
+def save_final(
+    trainer: Any, processor: Any, out: Path, base_model: str | None, dtype: torch.dtype | None = None
+) -> None:
     """The trained policy in `out` (see `write_final`); every process of the run must call this."""
-    write_final(trainer.model_wrapped, trainer.accelerator, processor, out, base_model)
+    write_final(trainer.model_wrapped, trainer.accelerator, processor, out, base_model, dtype)
 
 
 def _merged(base_model: str, adapter: Path, dtype: torch.dtype) -> Any:
