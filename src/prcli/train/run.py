@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prcli.config import save_config
-from prcli.judge.core import build_judge
+from prcli.judge.core import Judge, build_judge
 from prcli.models import check_model, model_errors
 from prcli.train.callbacks import FirstStep, MetricsCallback
 from prcli.train.checkpoints import checkpoint_step, has_full_weights, resume_checkpoint, trim_logs
@@ -64,6 +65,13 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
+    with contextlib.ExitStack() as cleanup:
+        judge = build_judge(cfg.judge_config())  # first: a bad judge prompt stops before anything loads
+        cleanup.callback(judge.close)
+        return _run(cfg, first_step, judge, cleanup)
+
+
+def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: contextlib.ExitStack) -> TrainResult:
     from transformers import AutoModelForImageTextToText
 
     started = time.monotonic()
@@ -102,49 +110,45 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
             if "visual" in name:
                 param.requires_grad_(False)
 
-    judge = build_judge(cfg.judge_config())
     pool = VerifierPool(workers=cfg.accuracy_workers or None, timeout=cfg.accuracy_timeout)
-    try:
-        rewards = BatchRewards(
-            judge,
-            pool=pool,
-            ngram_size=cfg.ngram_size,
-            ngram_max_penalty=cfg.ngram_max_penalty,
-            samples_path=out / "completions.jsonl",
-            sample_every=cfg.sample_every,
-            samples_per_step=cfg.samples_per_step,
-        )
-        trainer = trainer_class(skip_weight_load=weights_from_checkpoint)(
-            model=model,
-            reward_funcs=rewards.functions(),
-            args=grpo_args,
-            train_dataset=train_ds,
-            eval_dataset=eval_ds,
-            processing_class=processor,
-            peft_config=lora_config(cfg) if cfg.lora else None,
-            callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
-        )
-        if not cfg.verbose:
-            replace_trl_output(trainer)
-        out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
-        if main_process():
-            import prcli
+    cleanup.callback(pool.close)
+    rewards = BatchRewards(
+        judge,
+        pool=pool,
+        ngram_size=cfg.ngram_size,
+        ngram_max_penalty=cfg.ngram_max_penalty,
+        samples_path=out / "completions.jsonl",
+        sample_every=cfg.sample_every,
+        samples_per_step=cfg.samples_per_step,
+    )
+    trainer = trainer_class(skip_weight_load=weights_from_checkpoint)(
+        model=model,
+        reward_funcs=rewards.functions(),
+        args=grpo_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=processor,
+        peft_config=lora_config(cfg) if cfg.lora else None,
+        callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
+    )
+    if not cfg.verbose:
+        replace_trl_output(trainer)
+    out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
+    if main_process():
+        import prcli
 
-            extra = {
-                "prcli_version": prcli.__version__,
-                "world_size": world_size(),
-                "judge_prompt_sha256": judge.prompt_sha256,
-                "policy_dtype": str(dtype).removeprefix("torch."),
-            }
-            save_config(cfg, out / "config.yaml", extra=extra)
-            if checkpoint is not None:
-                trim_logs(out, checkpoint_step(checkpoint))
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        base = model_path if cfg.lora else None
-        save_final(trainer, processor, out, base_model=base, dtype=final_dtype(bf16_on(cfg)))
-    finally:
-        pool.close()
-        judge.close()
+        extra = {
+            "prcli_version": prcli.__version__,
+            "world_size": world_size(),
+            "judge_prompt_sha256": judge.prompt_sha256,
+            "policy_dtype": str(dtype).removeprefix("torch."),
+        }
+        save_config(cfg, out / "config.yaml", extra=extra)
+        if checkpoint is not None:
+            trim_logs(out, checkpoint_step(checkpoint))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    base = model_path if cfg.lora else None
+    save_final(trainer, processor, out, base_model=base, dtype=final_dtype(bf16_on(cfg)))
     return TrainResult(
         output_dir=out,
         global_step=trainer.state.global_step,
