@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -132,6 +133,27 @@ def test_fsdp2_shards_are_gathered_into_the_final_model(tiny_model_dir: Path, tm
     assert_equal(adapter, load_file(tmp_path / "reference-adapter.safetensors"))
 
 
+def zero3_run(monkeypatch: pytest.MonkeyPatch, model: Path, tmp_path: Path, gather: str) -> Any:
+    """A small run's config, in the environment `accelerate launch` gives each process of a ZeRO-3
+    run (`gather`: its zero3_save_16bit_model). DeepSpeed itself is needed, but no GPU."""
+    from prcli.train import TrainConfig
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_INIT", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", gather)
+    data = annotated_set(tmp_path)
+    return TrainConfig(
+        model=str(model),
+        data=data,
+        output_dir=tmp_path / "run",
+        device="cpu",
+        prompts_per_step=2,
+        num_generations=4,
+        max_pixels=12544,
+    )
+
+
 def test_zero3_is_on_when_the_policy_loads(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,7 +170,7 @@ def test_zero3_is_on_when_the_policy_loads(
     from transformers import AutoModelForImageTextToText
     from transformers.integrations import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
 
-    from prcli.train import TrainConfig, train
+    from prcli.train import train
     from prcli.train.save import _no_zero3_init
 
     class Loaded(Exception):
@@ -163,20 +185,8 @@ def test_zero3_is_on_when_the_policy_loads(
         seen.append(is_deepspeed_zero3_enabled())
         raise Loaded
 
-    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_INIT", "true")
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", "true")
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", from_pretrained)
-    cfg = TrainConfig(
-        model=str(tiny_model_dir),
-        data=annotated_set(tmp_path),
-        output_dir=tmp_path / "run",
-        device="cpu",
-        prompts_per_step=2,
-        num_generations=4,
-        max_pixels=12544,
-    )
+    cfg = zero3_run(monkeypatch, tiny_model_dir, tmp_path, gather="true")
     try:
         with pytest.raises(Loaded):
             train(cfg)
@@ -195,7 +205,7 @@ def test_zero3_without_16bit_gathering_is_refused_before_the_model_loads(
     from transformers.integrations import unset_hf_deepspeed_config
 
     from prcli.errors import StageError
-    from prcli.train import TrainConfig, train
+    from prcli.train import train
 
     class Loaded(Exception):
         pass
@@ -203,20 +213,9 @@ def test_zero3_without_16bit_gathering_is_refused_before_the_model_loads(
     def from_pretrained(*args: object, **kwargs: object) -> None:
         raise Loaded
 
-    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", gather)
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", from_pretrained)
-    cfg = TrainConfig(
-        model=str(tiny_model_dir),
-        data=annotated_set(tmp_path),
-        output_dir=tmp_path / "run",
-        device="cpu",
-        prompts_per_step=2,
-        num_generations=4,
-        max_pixels=12544,
-    )
-    expected = (Loaded, "") if gather == "true" else (StageError, "zero3_save_16bit_model: true")
+    cfg = zero3_run(monkeypatch, tiny_model_dir, tmp_path, gather=gather)
+    expected = (Loaded, None) if gather == "true" else (StageError, "zero3_save_16bit_model: true")
     try:
         with pytest.raises(expected[0], match=expected[1]):
             train(cfg)
