@@ -228,6 +228,23 @@ def test_a_model_that_cannot_be_loaded_is_one_clean_line(tmp_path: Path, model: 
     one_clean_error(result.output, message)
 
 
+def test_a_policy_with_a_missing_weight_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """transformers would initialise the weight at random and only log it: training noise, exit 0."""
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "damaged"
+    shutil.copytree(tiny_model_dir, model)
+    weights = load_file(model / "model.safetensors")
+    dropped = next(k for k in sorted(weights) if "visual" in k)
+    del weights[dropped]
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    run = tmp_path / "run"
+    result = train(model, annotated_set(tmp_path), run, "--max-steps", "1")
+    assert result.exit_code == 1
+    one_clean_error(result.output, "1 weight(s) missing or of the wrong shape")
+    assert not run.exists()
+
+
 def test_a_failed_start_leaves_no_run_files_and_the_fixed_rerun_just_works(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

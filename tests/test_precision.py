@@ -88,11 +88,12 @@ def test_bf16_training_on_cpu_keeps_fp32_weights(
     load = transformers.AutoModelForImageTextToText.from_pretrained
 
     def load_and_watch(*args: Any, **kwargs: Any) -> Any:
-        model = load(*args, **kwargs)
+        loaded = load(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info)
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.register_forward_hook(lambda _m, _i, out: computed.add(out.dtype))
-        return model
+        return loaded
 
     seen: dict[str, Any] = {}
     save_final = run_module.save_final
@@ -124,6 +125,33 @@ def test_bf16_training_on_cpu_keeps_fp32_weights(
     # the final model is written in the compute dtype, and says so
     from safetensors import safe_open
 
-    assert json.loads((run / "config.json").read_text())["dtype"] == "bfloat16"
+    config = json.loads((run / "config.json").read_text())
+    assert config["dtype"] == config["text_config"]["dtype"] == config["vision_config"]["dtype"] == "bfloat16"
+    assert saved["final_dtype"] == "bfloat16"
     with safe_open(run / "model.safetensors", "pt") as fh:
         assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"BF16"}  # noqa: SIM118
+
+
+@pytest.mark.slow
+def test_an_announced_engine_that_accelerate_does_not_set_up_is_refused(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FSDP announced in one CPU process: accelerate runs plain single-process training, so the
+    bf16-loaded policy would be updated in bf16 by AdamW. Refused before the first step."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    data = annotated_set(tmp_path)
+    run = tmp_path / "run"
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), *SMALL, "--bf16"]
+    result = CliRunner().invoke(app, [*args, "--max-steps", "1"])
+    assert result.exit_code == 1, result.output
+    assert "the trained weights are torch.bfloat16 and accelerate set up NO" in result.output
+    assert not run.exists()
+
+
+def test_the_bf16_cast_keeps_tied_weights_tied() -> None:
+    from prcli.train.save import _cast
+
+    shared, ids = torch.randn(4, 4), torch.arange(3)
+    out = _cast({"embed": shared, "lm_head": shared, "other": torch.randn(2), "ids": ids}, BF16)
+    assert out["embed"] is out["lm_head"] and out["embed"].dtype == BF16 and out["other"].dtype == BF16
+    assert out["ids"] is ids

@@ -96,6 +96,12 @@ def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -
     state = json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
 
+    # going on with another prompt text than the run started with is refused, nothing changed
+    before = (run / "config.yaml").read_text()
+    result = runner.invoke(app, [*base, "--max-steps", "5", "--resume", "--prompt-template", "cot"])
+    assert result.exit_code == 1 and "prompt_text_hash differ(s)" in result.output, result.output
+    assert (run / "config.yaml").read_text() == before and not (run / "checkpoint-5").exists()
+
 
 def test_kl_is_logged_when_on(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)

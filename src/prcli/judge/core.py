@@ -25,6 +25,7 @@ from prcli.errors import StageError
 from prcli.judge.lexical import lexical_verdicts
 from prcli.judge.prompt import (
     BUILTIN_PROMPT,
+    PROMPT_VERSION,
     JudgePrompt,
     build_messages,
     load_judge_prompt,
@@ -168,7 +169,8 @@ class Judge:
             role="perception-judge",
             backend=self.backend,
             model=self.model_name,
-            prompt_sha256=self.prompt_sha256,
+            prompt_version=PROMPT_VERSION,  # the user turn and the parser
+            prompt_sha256=self.prompt_sha256,  # the system text
             annotations=item.annotations,
             response=item.response,
             decoding={

@@ -5,7 +5,8 @@ annotations numbered as `<info1>..</info1>` lines, the user turn `Visual Key Inf
 Response: ...\\n`, and one `<infoK>1 or 0</infoK>` tag per annotation in the answer. The wording and
 the examples are our own (the published prompt's calibration examples differ): `--judge-prompt FILE`
 runs any other system text, the published one included, and every judgement records the SHA-256 of
-the system text it was made with (also part of cache keys and resume hashes).
+the system text it was made with (also part of cache keys and resume hashes). PROMPT_VERSION names
+the rest (the user turn, the parser): bump it when they change; it is part of cache keys too.
 """
 
 from __future__ import annotations

@@ -163,3 +163,32 @@ def trim_logs(out: Path, step: int) -> None:
             if isinstance(row, dict) and keep(int(row.get("step", 0))):
                 rows.append(row)
         write_jsonl_atomic(path, rows)
+
+
+def check_same_prompts(out: Path, current: dict[str, str | None]) -> None:
+    """A resumed run goes on with the texts it started with: the policy's prompt and the judge's.
+
+    `current` maps config.yaml keys (`prompt_text_hash`, `judge_prompt_sha256`) to this run's hashes.
+    A changed template or judge prompt file would train the second half of the run on another
+    signal with nothing to say so (config.yaml is rewritten on resume).
+    """
+    import yaml
+
+    try:
+        saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        saved = {}
+    changed = [k for k, v in current.items() if k in saved and saved[k] != v]
+    if changed:
+        raise StageError(
+            f"--resume: {', '.join(changed)} differ(s) from {out / 'config.yaml'}: the run would go on with "
+            "another prompt text than it started with; resume with the same --prompt-template and "
+            "--judge-prompt file, or train into a new output folder"
+        )
+    unknown = [k for k in current if k not in saved]
+    if unknown and main_process():
+        log.warning(
+            "--resume: %s does not record %s; cannot check they are unchanged",
+            out / "config.yaml",
+            ", ".join(unknown),
+        )

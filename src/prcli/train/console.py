@@ -10,7 +10,6 @@ brings back the raw logs and warnings.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 import warnings
 from collections.abc import Iterator
@@ -130,35 +129,27 @@ def replace_trl_output(trainer: Any) -> None:
 
 @contextlib.contextmanager
 def quiet_libraries(verbose: bool) -> Iterator[None]:
-    """Silence the libraries' warnings, info logs and progress bars for the run (not our own
-    warnings, nor errors); everything is restored afterwards. `verbose` leaves them all on."""
+    """Hide the libraries' progress bars and their deprecation notices for the run, and restore
+    both afterwards. Their logged warnings stay on (transformers' report of missing or unexpected
+    weights, TRL's warnings about settings), and so does every warning of our own; `verbose`
+    leaves the progress bars and notices on too."""
     if verbose:
         yield
         return
     import datasets
     import transformers
 
-    loggers = {name: logging.getLogger(name) for name in _LIBRARIES}
-    levels = {name: lg.level for name, lg in loggers.items()}
-    tf_verbosity = transformers.logging.get_verbosity()
     tf_bars = transformers.utils.logging.is_progress_bar_enabled()
     ds_bars = datasets.utils.logging.is_progress_bar_enabled()
     try:
-        for lg in loggers.values():
-            lg.setLevel(logging.ERROR)
-        transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
         datasets.utils.logging.disable_progress_bar()
         with warnings.catch_warnings():
-            for name in _LIBRARIES:
-                warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            for name in _LIBRARIES:  # notices about the libraries' own future, raised from their code
+                for category in (FutureWarning, DeprecationWarning):
+                    warnings.filterwarnings("ignore", category=category, module=rf"{name}(\.|$)")
             yield
     finally:
-        for name, lg in loggers.items():
-            lg.setLevel(levels[name])
-        transformers.logging.set_verbosity(tf_verbosity)
         if tf_bars:
             transformers.utils.logging.enable_progress_bar()
         if ds_bars:

@@ -15,7 +15,7 @@ rounds back to the old value, step after step (tests/test_precision.py shows it)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -51,3 +51,29 @@ def final_dtype(bf16: bool) -> torch.dtype | None:
     import torch
 
     return torch.bfloat16 if bf16 else None
+
+
+def check_master_weights(trainer: Any) -> None:
+    """Refuse a run whose trained weights are not fp32 and that keeps no fp32 copy of them.
+
+    `policy_dtype` decides from the environment before the trainer exists; accelerate may then not
+    set up what the environment announced (it ignores DeepSpeed on CPU and FSDP in one process), and
+    AdamW would update bf16 weights directly. What accelerate did set up is known only now.
+    """
+    import torch
+
+    from prcli.errors import StageError
+
+    kind = trainer.accelerator.distributed_type.value
+    if kind in ("DEEPSPEED", "FSDP"):
+        return
+    low = sorted(
+        {str(p.dtype) for p in trainer.model.parameters() if p.requires_grad and p.dtype != torch.float32}
+    )
+    if low:
+        raise StageError(
+            f"the trained weights are {', '.join(low)} and accelerate set up {kind}, which keeps no fp32 "
+            "copy for AdamW (bf16 weights round most updates away): the environment announced "
+            f"{sharding_engine()} but accelerate did not use it; launch with its config on GPUs, or unset "
+            "ACCELERATE_USE_DEEPSPEED / ACCELERATE_USE_FSDP"
+        )

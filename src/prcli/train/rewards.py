@@ -183,15 +183,21 @@ class BatchRewards:
             "perception": neutral_failures(ids, judgements),
             "repetition": [repetition_penalty(t, self.ngram_size, self.ngram_max_penalty) for t in texts],
         }
-        failures = self.judge.stats.failures - failures_before
+        # counts of the whole step, summed over the processes (each judges its own share)
+        failures, rollouts, hits, timeouts = sum_over_processes(
+            self.judge.stats.failures - failures_before,
+            len(texts),
+            self.judge.stats.cache_hits - hits_before,
+            self.pool.stats.timeouts - timeouts_before,
+        )
         self.failures_total += failures
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
             log_metric("judge/failures", float(failures))
-            log_metric("judge/failure_rate", failures / max(1, len(texts)))
-            log_metric("judge/cache_hits", float(self.judge.stats.cache_hits - hits_before))
+            log_metric("judge/failure_rate", failures / max(1, rollouts))
+            log_metric("judge/cache_hits", float(hits))
             log_metric("judge/seconds", self._judge_seconds)  # the batch's judging, beside verification
-            log_metric("verifier/timeouts", float(self.pool.stats.timeouts - timeouts_before))
+            log_metric("verifier/timeouts", float(timeouts))
         state = kwargs.get("trainer_state")
         step = int(getattr(state, "global_step", 0) or 0)
         if self.samples_path is not None and self.samples_per_step and step % self.sample_every == 0:
@@ -222,6 +228,7 @@ class BatchRewards:
                     "completion": texts[i],
                     "answer": answers[i],
                     "verdicts": judgements[i].verdicts,
+                    "judge_prompt_sha256": judgements[i].prompt_sha256,
                     **{f"reward_{k}": v[i] for k, v in values.items()},
                 }
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -11,14 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from prcli.config import save_config
+from prcli.errors import StageError
+from prcli.jsonl import content_hash
 from prcli.judge.core import Judge, build_judge
 from prcli.models import check_model, model_errors
+from prcli.prompts import render_template
 from prcli.train.callbacks import FirstStep, MetricsCallback
-from prcli.train.checkpoints import checkpoint_step, has_full_weights, resume_checkpoint, trim_logs
+from prcli.train.checkpoints import (
+    check_same_prompts,
+    checkpoint_step,
+    has_full_weights,
+    resume_checkpoint,
+    trim_logs,
+)
 from prcli.train.config import TrainConfig, bf16_on, build_grpo_config, check_tracker, lora_config
 from prcli.train.console import quiet_libraries, replace_trl_output
 from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
-from prcli.train.precision import final_dtype, policy_dtype, sharding_engine
+from prcli.train.precision import check_master_weights, final_dtype, policy_dtype, sharding_engine
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
 from prcli.train.save import check_final_save, save_final
@@ -72,8 +81,6 @@ def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
 
 
 def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: contextlib.ExitStack) -> TrainResult:
-    from transformers import AutoModelForImageTextToText
-
     started = time.monotonic()
     out = cfg.output_dir
     check_tracker(cfg.report_to)
@@ -88,6 +95,12 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     grpo_args = build_grpo_config(cfg)
     check_final_save(grpo_args)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
+    prompts = {
+        "prompt_text_hash": content_hash(render_template(cfg.prompt_template, "{question}")),
+        "judge_prompt_sha256": judge.prompt_sha256,
+    }
+    if checkpoint is not None:
+        check_same_prompts(out, prompts)
     processor = load_processor(cfg)
     train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, out / "rejected.jsonl")
     eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
@@ -101,10 +114,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     # save_pretrained has converted back to the hub layout: all but lm_head are silently skipped
     # and training would go on from the base weights. So the policy is loaded from the checkpoint.
     weights_from_checkpoint = checkpoint is not None and not cfg.lora and has_full_weights(checkpoint)
-    with model_errors(cfg.model):
-        model = AutoModelForImageTextToText.from_pretrained(
-            str(checkpoint) if weights_from_checkpoint else model_path, dtype=dtype
-        )
+    model = load_policy(str(checkpoint) if weights_from_checkpoint else model_path, dtype, cfg.model)
     if cfg.freeze_vision:
         for name, param in model.named_parameters():
             if "visual" in name:
@@ -131,6 +141,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         peft_config=lora_config(cfg) if cfg.lora else None,
         callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
     )
+    check_master_weights(trainer)
     if not cfg.verbose:
         replace_trl_output(trainer)
     out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
@@ -140,8 +151,9 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         extra = {
             "prcli_version": prcli.__version__,
             "world_size": world_size(),
-            "judge_prompt_sha256": judge.prompt_sha256,
+            **prompts,
             "policy_dtype": str(dtype).removeprefix("torch."),
+            "final_dtype": str(final_dtype(bf16_on(cfg)) or dtype).removeprefix("torch."),
         }
         save_config(cfg, out / "config.yaml", extra=extra)
         if checkpoint is not None:
@@ -162,3 +174,21 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         num_processes=trainer.accelerator.num_processes,
         distributed_type=str(trainer.accelerator.distributed_type.value),
     )
+
+
+def load_policy(path: str, dtype: Any, name: str) -> Any:
+    """The policy from `path`, refused if any of its weights was missing or the wrong shape.
+
+    transformers only logs such weights and initialises them at random, so a truncated or
+    mismatched checkpoint would otherwise be trained from noise without an error."""
+    from transformers import AutoModelForImageTextToText
+
+    with model_errors(name):
+        model, info = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, output_loading_info=True)
+    bad = [*info.get("missing_keys", []), *(str(k[0]) for k in info.get("mismatched_keys", []))]
+    if bad:
+        shown = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise StageError(
+            f"{path}: {len(bad)} weight(s) missing or of the wrong shape ({shown}); refusing to train them from random values"
+        )
+    return model

@@ -70,12 +70,10 @@ def write_final(
         unwrapped = accelerator.unwrap_model(model)
         if base_model is None:
             if dtype is not None:
-                state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+                state = _cast(state, dtype)
             unwrapped.save_pretrained(out, state_dict=state)
-            if (
-                dtype is not None
-            ):  # save_pretrained wrote the parameters' dtype (fp32 masters) into config.json
-                unwrapped.config.dtype = str(dtype).removeprefix("torch.")
+            if dtype is not None:  # save_pretrained wrote the masters' dtype (fp32) into config.json
+                _set_dtype(unwrapped.config, dtype)
                 unwrapped.config.save_pretrained(out)
         else:
             unwrapped.save_pretrained(out / "adapter", state_dict=state)  # PEFT keeps the adapter's keys
@@ -112,14 +110,39 @@ def save_final(
     write_final(trainer.model_wrapped, trainer.accelerator, processor, out, base_model, dtype)
 
 
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Floating tensors in `dtype`; tensors that share storage (tied embeddings) still share it,
+    so save_pretrained writes them once."""
+    done: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+    out = {}
+    for key, value in state.items():
+        if not value.is_floating_point():
+            out[key] = value
+            continue
+        alias = (value.data_ptr(), tuple(value.shape))
+        if alias not in done:
+            done[alias] = value.to(dtype)
+        out[key] = done[alias]
+    return out
+
+
+def _set_dtype(config: Any, dtype: torch.dtype) -> None:
+    """The dtype in a model config and in its sub-configs (text, vision), which tools read too."""
+    name = str(dtype).removeprefix("torch.")
+    config.dtype = name
+    for sub in ("text_config", "vision_config"):
+        if getattr(config, sub, None) is not None:
+            getattr(config, sub).dtype = name
+
+
 def _merged(base_model: str, adapter: Path, dtype: torch.dtype) -> Any:
     """`base_model` on CPU with the adapter in `adapter` merged into its weights."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    with _no_zero3_init():
+    with _no_zero3_init():  # all of it on this process alone: no ZeRO-3 gathering
         base = AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
-    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+        return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
 @contextmanager
