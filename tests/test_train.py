@@ -5,6 +5,7 @@ Runs across processes (DDP, FSDP2) are in test_train_distributed.py."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,73 @@ def test_image_tokens_agree_with_the_processor_vllm_builds(
         assert prompt_length(row, processor) == prompt_length(row, vllm_view)
     assert [Image.open(tmp_path / "img" / f"{i}.png").size for i in range(len(sizes))] == sizes  # files kept
     assert dataset[len(sizes)]["images"][0].getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_a_phone_photo_is_trained_upright(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A JPEG stored sideways with EXIF Orientation=6 is turned upright, as `load_image`
+    turns it, before it is fitted: the PNG in the dataset keeps no EXIF to turn it later. 112x56 is
+    already whole 28-pixel cells within the bounds, so fitting leaves the pixels as `load_image` gives them."""
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoProcessor
+    from transformers.image_utils import load_image
+
+    sideways = Image.new("RGB", (112, 56), "red")
+    sideways.paste((0, 0, 255), (56, 0, 112, 56))  # right half blue: after turning, the bottom half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    photo = tmp_path / "img" / "photo.jpg"
+    photo.parent.mkdir()
+    sideways.save(photo, exif=exif, quality=95)
+    row = {
+        "id": "p",
+        "question": "<image>Which?",
+        "images": ["img/photo.jpg"],
+        "answer": "1",
+        "annotations": ["x"],
+    }
+    data = tmp_path / "annotated.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    cfg = TrainConfig(model=str(tiny_model_dir), data=data, output_dir=tmp_path / "o")
+
+    dataset, _ = load_dataset_rows(data, cfg, load_processor(cfg))
+    (stored,) = dataset[0]["images"]
+    upright = load_image(str(photo))
+    assert stored.size == upright.size == (56, 112)  # taller than wide
+    assert np.array_equal(np.asarray(stored), np.asarray(upright))
+    fresh = AutoProcessor.from_pretrained(tiny_model_dir).image_processor
+    grid = fresh(images=[upright], return_tensors="np")["image_grid_thw"].tolist()
+    assert fresh(images=[stored], return_tensors="np")["image_grid_thw"].tolist() == grid == [[1, 8, 4]]
+
+
+def test_an_image_too_long_and_thin_is_a_bad_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Qwen-VL refuses an aspect ratio over 200:1: such a record is rejected with --skip-invalid, with
+    its line and why, like any bad line (without it, the hostile case train-an-image-too-long-and-thin).
+    The model gets Qwen2.5-VL's own bounds: the tiny model's squeeze a 10000x1 image to 448x28."""
+    model = tmp_path / "wide-model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "processor_config.json").read_text())
+    config["image_processor"]["size"]["longest_edge"] = 12845056
+    (model / "processor_config.json").write_text(json.dumps(config))
+    data = annotated_set(tmp_path, n=2)
+    make_image(tmp_path / "img" / "wide.png", size=(10000, 1))
+    row = {
+        "id": "wide",
+        "question": "<image>?",
+        "images": ["img/wide.png"],
+        "answer": "1",
+        "annotations": ["x"],
+    }
+    data.write_text(data.read_text() + json.dumps(row) + "\n")
+    cfg = TrainConfig(model=str(model), data=data, output_dir=tmp_path / "o", skip_invalid=True)
+
+    rejected = tmp_path / "rejected.jsonl"
+    dataset, dropped = load_dataset_rows(data, cfg, load_processor(cfg), rejected)
+    assert dataset["id"] == ["p0", "p1"] and dropped == 0
+    (bad,) = [json.loads(x) for x in rejected.read_text().splitlines()]
+    assert bad["line"] == 3 and json.loads(bad["raw"])["id"] == "wide"
+    assert "wide.png (10000x1 pixels) is too long and thin" in bad["errors"][0]
+    assert "it would be 9996x28, an aspect ratio of 357:1" in bad["errors"][0]
 
 
 def test_rows_put_images_where_the_placeholders_are(tmp_path: Path) -> None:

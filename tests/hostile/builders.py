@@ -86,6 +86,20 @@ def annotated4(tmp: Path) -> None:
     annotated_set(tmp)
 
 
+def annotated4_sliver_wide_model(tmp: Path) -> None:
+    """`annotated.jsonl`: 4 annotated problems, then on line 5 one whose image is 1x10000 pixels; and
+    `wide-model`, the tiny Qwen2.5-VL with Qwen2.5-VL's own pixel bounds (the tiny model's narrow ones
+    squeeze any image to 16:1 at most). Fitted to those, the image is 28x9996: past Qwen-VL's 200:1."""
+    from prcli.tiny import build_tiny_model
+
+    path = annotated_set(tmp)
+    Image.new("RGB", (1, 10000), "white").save(tmp / "img" / "sliver.png")
+    row = {"id": "sliver", "question": "<image>How long?", "images": ["img/sliver.png"], "answer": "1"}
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({**row, "annotations": ["a line"]}) + "\n")
+    build_tiny_model(tmp / "wide-model", max_pixels=12845056)
+
+
 def two_evals_of_one_benchmark(tmp: Path) -> None:
     """`evals/{base,pr1}/mathvista/items.jsonl`: two models' items in folders that share a name."""
     for model, flip in (("base", False), ("pr1", True)):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationInfo, field_validator
+
 from prcli.errors import StageError
 from prcli.jsonl import check_jsonl
 from prcli.models import model_errors, resolve_model
@@ -17,6 +19,10 @@ from prcli.records import AnnotatedProblem
 from prcli.train.config import TrainConfig
 
 log = logging.getLogger("prcli.train")
+
+# Qwen-VL's `smart_resize` (the trainer's processor and vLLM's) raises on a longer side over 200
+# times the shorter one.
+MAX_ASPECT = 200
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,48 @@ class ImageBounds:
         return min(max(round(long), sides[0]), sides[-1])
 
 
+class TrainProblem(AnnotatedProblem):
+    """An annotated problem whose images the policy's processor can take once fitted.
+
+    Checked as the line is read (validation context `image_bounds`), so an image Qwen-VL refuses is
+    a bad line like any other: FILE:LINE in the error, or rejected with --skip-invalid, instead of a
+    traceback from the processor halfway through the data.
+    """
+
+    @field_validator("images")
+    @classmethod
+    def _fittable(cls, images: list[str], info: ValidationInfo) -> list[str]:
+        bounds = (info.context or {}).get("image_bounds")
+        if bounds is None:
+            return images
+        from PIL import Image
+
+        for path in images:
+            with Image.open(path) as image:  # the header only; EXIF rotation keeps the aspect
+                width, height = image.size
+            fitted = bounds.fitted_size(width, height)
+            if max(fitted) > MAX_ASPECT * min(fitted):
+                raise ValueError(
+                    f"image {path} ({width}x{height} pixels) is too long and thin: fitted to whole "
+                    f"{bounds.factor}-pixel cells it would be {fitted[0]}x{fitted[1]}, an aspect ratio of "
+                    f"{max(fitted) / min(fitted):.0f}:1, and Qwen-VL takes at most {MAX_ASPECT}:1; crop or pad it"
+                )
+        return images
+
+
 def fit_image(path: str | Path, bounds: ImageBounds) -> Any:
     """The image at `path` resized to `bounds.fitted_size` (the file is left as it is), in RGB with
-    transparency on white, as the processors convert it."""
-    from PIL import Image
+    transparency on white, as the processors convert it.
+
+    Turned upright by its EXIF orientation first, as `transformers`' `load_image` and `datasets`
+    do: the stored PNG has no EXIF, so a phone photo would otherwise train sideways.
+    """
+    from PIL import Image, ImageOps
     from transformers.image_transforms import convert_to_rgb
 
     with Image.open(path) as image:
-        rgb = Image.fromarray(convert_to_rgb(image, return_numpy=True))
+        upright = ImageOps.exif_transpose(image)
+        rgb = Image.fromarray(convert_to_rgb(upright, return_numpy=True))
     size = bounds.fitted_size(*rgb.size)
     return rgb if rgb.size == size else rgb.resize(size, Image.Resampling.BICUBIC)
 
@@ -154,8 +194,12 @@ def load_dataset_rows(
     """
     from datasets import Dataset, Image, Sequence
 
-    records = list(check_jsonl(path, AnnotatedProblem, skip_invalid=cfg.skip_invalid, rejected_path=rejected))
     bounds = ImageBounds.of(processor.image_processor)
+    context = {"image_bounds": bounds}
+    checked = check_jsonl(
+        path, TrainProblem, skip_invalid=cfg.skip_invalid, rejected_path=rejected, context=context
+    )
+    records = list(checked)
     kept = []
     for row in build_rows(records, cfg.prompt_template):
         images = [fit_image(p, bounds) for p in row["images"]]
