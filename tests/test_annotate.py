@@ -208,11 +208,14 @@ def llm_args(url: str) -> list[str]:
         "extractor",
         "--samples",
         "2",
-        "--max-retries",
-        "1",
-        "--timeout",
-        "5",
+        *both("max-retries", "1"),
+        *both("timeout", "5"),
     ]
+
+
+def both(option: str, value: str) -> list[str]:
+    """One connection setting for the teacher and the extractor alike."""
+    return [f"--teacher-{option}", value, f"--extractor-{option}", value]
 
 
 def test_teacher_and_extractor_over_http(tmp_path: Path) -> None:
@@ -252,7 +255,15 @@ def test_failed_calls_are_retried_by_the_next_run(tmp_path: Path) -> None:
     src = teacher_problems(tmp_path)
     out = tmp_path / "annotated.jsonl"
     with FaultServer(reply=fake_models, default="500") as srv:
-        args = ["annotate", str(src), "-o", str(out), *llm_args(srv.base_url), "--max-retries", "0", "--json"]
+        args = [
+            "annotate",
+            str(src),
+            "-o",
+            str(out),
+            *llm_args(srv.base_url),
+            *both("max-retries", "0"),
+            "--json",
+        ]
         result = runner.invoke(app, args)
         assert result.exit_code == 1 and "3 problem(s) failed" in result.output
         failed = rows_of(tmp_path / "annotated.failed.jsonl")
@@ -306,11 +317,10 @@ def test_against_transformers_serve(tiny_server: dict, tmp_path: Path) -> None:
         url,
         "--extractor-model",
         model,
-        "--timeout",
-        "60",
+        *both("timeout", "60"),
         "--json",
     ]
-    result = runner.invoke(app, [*args, "--max-retries", "0"])
+    result = runner.invoke(app, [*args, *both("max-retries", "0")])
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
     assert (summary["failed"], summary["kept"], summary["dropped"]) == (1, 0, 1)
@@ -438,7 +448,7 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path: Path, sig: str) ->
         return out
 
     with FaultServer(reply=fake_models, latency=0.05) as srv:
-        args = [*llm_args(srv.base_url), "--no-cache", "--concurrency", "2"]
+        args = [*llm_args(srv.base_url), "--no-cache", *both("concurrency", "2")]
         reference = tmp_path / "reference.jsonl"
         assert runner.invoke(app, ["annotate", str(src), "-o", str(reference), *args]).exit_code == 0
 

@@ -115,3 +115,65 @@ def test_dashed_keys_are_accepted(tmp_path: Path) -> None:
     assert isinstance(resolve_config(DemoConfig, {}, set(), cfg), BaseModel)
     (tmp_path / "d.yaml").write_text("max-steps: 3\n")
     assert load_config_file(tmp_path / "d.yaml") == {"max_steps": 3}
+
+
+# ----------------------------------------------------------------------------- one LLM connection config
+
+
+def test_an_llm_connection_is_one_model_given_flat_or_nested(tmp_path: Path) -> None:
+    """`judge_*` keys, a nested `judge_endpoint` mapping and the flags all fill one Endpoint; the
+    role's own defaults hold for what is not given."""
+    from prcli.judge.core import JudgeConfig
+    from prcli.llm import Endpoint
+    from prcli.train import TrainConfig
+
+    base = {"model": "m", "data": tmp_path / "a.jsonl", "output_dir": tmp_path / "run"}
+    flat = TrainConfig(**base, judge_base_url="http://a/v1", judge_timeout=5)
+    assert flat.judge_endpoint == Endpoint(base_url=["http://a/v1"], timeout=5, concurrency=256)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("judge_endpoint:\n  base_url: [http://a/v1, http://b/v1]\n  timeout: 5\n")
+    cfg = resolve_config(TrainConfig, base, explicit=set(base), config_file=nested)
+    assert (
+        cfg.judge_endpoint.base_url == ["http://a/v1", "http://b/v1"]
+        and cfg.judge_endpoint.concurrency == 256
+    )
+    # the same defaults for the perception judge in `pr judge` and `pr train`
+    assert JudgeConfig().endpoint == TrainConfig(**base).judge_endpoint
+    # a saved config.yaml (nested) is a valid --config again
+    save_config(cfg, tmp_path / "saved.yaml")
+    again = resolve_config(TrainConfig, base, explicit=set(base), config_file=tmp_path / "saved.yaml")
+    assert again.judge_endpoint == cfg.judge_endpoint
+
+
+def test_connection_options_are_generated_for_every_role() -> None:
+    for command, prefixes in {
+        "train": ["--judge-"],
+        "judge": ["--"],
+        "annotate": ["--teacher-", "--extractor-"],
+        "eval": ["--answer-judge-"],
+    }.items():
+        text = run_pr(command, "--help").stdout
+        for prefix in prefixes:
+            for option in ("base-url", "model", "api-key-env", "concurrency", "timeout", "max-retries"):
+                assert f"{prefix}{option} " in text, (command, prefix, option)
+
+
+def test_a_connection_setting_a_role_does_not_use_is_refused(tmp_path: Path) -> None:
+    from prcli.annotate.run import AnnotateConfig
+
+    base = {"problems": tmp_path / "p.jsonl", "out": tmp_path / "o.jsonl"}
+    from prcli.eval.run import EvalConfig
+    from prcli.train import TrainConfig
+
+    with pytest.raises(ValueError, match="--teacher-prompt: teacher does not use this setting"):
+        AnnotateConfig(**base, teacher="openai", teacher_model="t", teacher_prompt=tmp_path / "x.txt")
+    with pytest.raises(ValueError, match="--teacher-structured: teacher does not use"):
+        AnnotateConfig(**base, teacher="openai", teacher_model="t", teacher_endpoint={"structured": "json"})
+    with pytest.raises(ValueError, match="--answer-judge-device: answer_judge does not use"):
+        EvalConfig(bench="local", out=tmp_path / "e", model="m", answer_judge_device="cuda")
+    with pytest.raises(ValueError, match="--teacher openai needs --teacher-model"):
+        AnnotateConfig(**base, teacher="openai")
+    with pytest.raises(ValueError, match="nonsense"):
+        TrainConfig(model="m", data=tmp_path / "a", output_dir=tmp_path / "r", judge_endpoint={"nonsense": 1})
+    # no option is offered for what a role does not use
+    assert "--teacher-prompt" not in run_pr("annotate", "--help").stdout

@@ -54,14 +54,14 @@ def test_accelerate_configs_load(name: str, kind: str, processes: int, machines:
 def test_paper_training_yaml_resolves_to_the_released_run(tmp_path: Path) -> None:
     cli = {"model": "qwen2.5-vl-7b", "data": tmp_path / "a.jsonl", "output_dir": tmp_path / "run"}
     cfg = resolve_config(TrainConfig, cli, explicit=set(cli), config_file=EXAMPLES / "train_paper.yaml")
-    assert cfg.judge == "openai" and cfg.judge_model == "Qwen/Qwen2.5-32B-Instruct-AWQ"
+    assert cfg.judge == "openai" and cfg.judge_endpoint.model == "Qwen/Qwen2.5-32B-Instruct-AWQ"
     assert cfg.weights.as_list() == [0.9, 0.1, 0.7, 1.0] and cfg.vllm == "colocate"
     args = build_grpo_config(cfg.model_copy(update={"device": "cpu", "vllm": "off"}))
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 128 * 8
     assert cfg.dual_clip == 3.0 and args.delta == 3.0
     # what the released run did beyond the numbers: no constrained judge decoding, no IS correction,
     # a judge timeout that outlasts the server's queue at 1,024 requests a step
-    assert cfg.judge_structured == "off" and cfg.judge_timeout >= 300
+    assert cfg.judge_endpoint.structured == "off" and cfg.judge_endpoint.timeout >= 300
     args = build_grpo_config(cfg.model_copy(update={"device": "cpu"}))
     assert args.use_vllm and args.vllm_importance_sampling_correction is False
 

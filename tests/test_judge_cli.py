@@ -288,7 +288,7 @@ def test_openai_backend_against_transformers_serve(tiny_server: dict, tmp_path: 
     rest = judge.judge_many_sync(items[1:])
     for j in first + rest:
         assert j.score is None and j.verdicts == [] and "cut at max_tokens=16" in (j.error or "")
-    assert judge._mode == "off"  # type: ignore[attr-defined]
+    assert judge.client._mode == "off"  # type: ignore[attr-defined]
     assert judge.stats.failures == 2 and judge.stats.errors == {"truncated": 2}
     assert judge.client.stats.errors["truncated"] == 4  # type: ignore[attr-defined]  # each tried twice
     again = build_judge(cfg)

@@ -109,13 +109,13 @@ class Annotate(Stage):
             url,
             "--extractor-model",
             "e",
-            "--timeout",
-            "0.5",
-            "--max-retries",
-            "1",
+            *[
+                arg
+                for role in ("teacher", "extractor")
+                for option, value in (("timeout", "0.5"), ("max-retries", "1"), ("concurrency", "2"))
+                for arg in (f"--{role}-{option}", value)
+            ],
             "--no-cache",
-            "--concurrency",
-            "2",
         ]
 
     def output(self, out: Path) -> list[dict]:
@@ -231,11 +231,11 @@ class EvalAnswerJudge(EvalGenerate):
             "--answer-judge",
             "--answer-judge-base-url",
             url,
-            "--max-retries",
+            "--answer-judge-max-retries",
             "1",
-            "--timeout",
+            "--answer-judge-timeout",
             "0.5",
-            "--concurrency",
+            "--answer-judge-concurrency",
             "2",
         ]
 

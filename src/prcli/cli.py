@@ -159,7 +159,7 @@ def train_cmd(cfg: TrainConfig, json_out: bool = False) -> None:
 
 @app.command("judge")
 @handle_errors
-@config_command(JudgeRunConfig, positional=("responses",), short={"out": "-o"})
+@config_command(JudgeRunConfig, positional=("responses",), short={"out": "-o", "prompt": "--judge-prompt"})
 def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
     """Score responses with the visual perception judge (offline scoring, audits).
 

@@ -11,7 +11,7 @@ import typer
 from click.core import ParameterSource
 from pydantic import BaseModel
 
-from prcli.config import resolve_config
+from prcli.config import endpoint_fields, resolve_config, unused_settings
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -54,19 +54,25 @@ def build_config(
 # ----------------------------------------------------------------------------- options from a config model
 
 
-def _option_for(name: str, info: Any, *, positional: bool, short: str | None) -> tuple[Any, Any]:
+_FIELD_DEFAULT: Any = object()
+
+
+def _option_for(
+    name: str, info: Any, *, positional: bool, short: str | None, default: Any = _FIELD_DEFAULT
+) -> tuple[Any, Any]:
     """(annotation, default) of one typer parameter for config field `name`."""
     import inspect
 
     annotation = info.annotation
     help_text = info.description or ""
-    required = info.is_required()
-    default = ... if required else info.get_default(call_default_factory=True)
+    required = info.is_required() and default is _FIELD_DEFAULT
+    if default is _FIELD_DEFAULT:
+        default = ... if required else info.get_default(call_default_factory=True)
     if positional:
         param = typer.Argument(help=help_text, show_default=not required)
     else:
         flag = "--" + name.replace("_", "-")
-        decls = [flag] if short is None else [flag, short]
+        decls = [flag] if short is None else [flag, *short.split(",")]
         if annotation is bool or set(typing.get_args(annotation)) == {bool, type(None)}:
             decls = [f"{flag}/--no-{flag[2:]}"]  # an on/off switch; None (unset) means "automatic"
         param = typer.Option(*decls, help=help_text, show_default=not required)
@@ -84,6 +90,10 @@ def config_command(
 ) -> Any:
     """Decorate `fn(config, json_out)` into a typer command whose options are `cls`'s fields.
 
+    `short` gives extra option names (comma-separated: `{"prompt": "--judge-prompt"}`, `{"model": "-m"}`);
+    an LLM connection field (`judge_endpoint`) becomes one option per connection setting
+    (`--judge-base-url`, `--judge-model`, ...).
+
     Option names, types, defaults and help come from the config model, so the command line, the
     YAML file and the Python API can never drift apart. Adds `--config FILE` and `--json`.
     """
@@ -99,7 +109,23 @@ def config_command(
         rest = [n for n in fields if n not in positional and n not in hidden]
         order = list(positional) + [n for n in rest if fields[n].is_required()]
         order += [n for n in rest if not fields[n].is_required()]
+        endpoints = endpoint_fields(cls)
         for name in order:
+            if name in endpoints:  # an LLM connection: one option per Endpoint field, under the role's prefix
+                role = fields[name].get_default(call_default_factory=True)
+                for sub, info in type(role).model_fields.items():
+                    if sub in unused_settings(cls, name):
+                        continue
+                    flat = endpoints[name] + sub
+                    annotation, default = _option_for(
+                        flat, info, positional=False, short=short.get(flat), default=getattr(role, sub)
+                    )
+                    params.append(
+                        inspect.Parameter(
+                            flat, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+                        )
+                    )
+                continue
             annotation, default = _option_for(
                 name, fields[name], positional=name in positional, short=short.get(name)
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from prcli.jsonl import InputError, LineProblem, write_text_atomic
 
@@ -45,9 +45,70 @@ EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 
 
 class StageConfig(BaseModel):
-    """Base of every stage config: unknown keys are errors (a typo must not pass silently)."""
+    """Base of every stage config: unknown keys are errors (a typo must not pass silently).
+
+    An LLM connection (`prcli.llm.Endpoint`) is one nested field, `endpoint` or `<role>_endpoint`,
+    and is also given flat, as its fields under the role's prefix (`judge_base_url`, `base_url`):
+    that is how the command line and YAML files give it. The field's default carries the role's
+    own defaults, which flat values then override one by one.
+    """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_endpoints(cls, data: Any) -> Any:
+        fields = endpoint_fields(cls)
+        if not fields or not isinstance(data, dict):
+            return data
+        from prcli.llm import Endpoint
+
+        data = dict(data)
+        for name, prefix in fields.items():
+            flat = {sub: data.pop(prefix + sub) for sub in Endpoint.model_fields if prefix + sub in data}
+            given = data.get(name)
+            given = given.model_dump(exclude_unset=True) if isinstance(given, Endpoint) else dict(given or {})
+            role = cls.model_fields[name].get_default(call_default_factory=True)
+            for sub in unused_settings(cls, name):  # refused, not silently ignored
+                value = flat.get(sub, given.get(sub, getattr(role, sub)))
+                if value != getattr(role, sub):
+                    option = "--" + (prefix + sub).replace("_", "-")
+                    raise ValueError(
+                        f"{option}: {prefix.rstrip('_') or 'this role'} does not use this setting"
+                    )
+            if flat:
+                data[name] = {**role.model_dump(exclude_unset=True), **given, **flat}
+        return data
+
+
+def endpoint_fields(cls: type[BaseModel]) -> dict[str, str]:
+    """{field: prefix} of a config's LLM connections: `endpoint` -> "", `judge_endpoint` -> "judge_"."""
+    from prcli.llm import Endpoint
+
+    return {
+        name: "" if name == "endpoint" else name.removesuffix("endpoint")
+        for name, info in cls.model_fields.items()
+        if info.annotation is Endpoint
+    }
+
+
+def unused_settings(cls: type[BaseModel], field: str) -> tuple[str, ...]:
+    """The Endpoint settings a role does not use (`json_schema_extra={"unused": (...)}` on its field):
+    no option is generated for them, and a value given anyway is an error."""
+    extra = cls.model_fields[field].json_schema_extra
+    return tuple(extra.get("unused", ())) if isinstance(extra, dict) else ()
+
+
+def flat_values(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with nested LLM connections (`judge_endpoint: {base_url: ...}`) given flat instead."""
+    fields = endpoint_fields(cls)
+    out = {}
+    for key, value in data.items():
+        if key in fields and isinstance(value, dict):
+            out.update({fields[key] + sub: v for sub, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -79,7 +140,7 @@ def resolve_config(
     """Merge CLI values (their defaults included), a YAML file, and the flags given explicitly."""
     values = dict(cli_values)
     if config_file is not None:
-        for k, v in load_config_file(config_file).items():
+        for k, v in flat_values(cls, load_config_file(config_file)).items():
             if k not in explicit:
                 values[k] = v
     try:

@@ -11,33 +11,97 @@ from every error message.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from prcli.config import EnvVarName, StageConfig
+
+log = logging.getLogger("prcli.llm")
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 CONSTRAINT_FIELDS = ("structured_outputs", "guided_", "response_format", "json_schema")
 
 
-class LLMConfig(StageConfig):
-    """How to reach an OpenAI-compatible server and how hard to try."""
+Structured = Literal["auto", "vllm", "vllm-legacy", "json", "off"]
 
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="Server URL, ending in /v1.")
-    model: str = Field("Qwen/Qwen2.5-32B-Instruct", description="Model name the server knows.")
-    api_key_env: EnvVarName = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    concurrency: int = Field(64, ge=1, description="Requests in flight at most.")
+
+class Endpoint(StageConfig):
+    """One LLM connection: where, which model, how hard to try.
+
+    The same model in every stage that talks to an LLM (the perception judge, the CoT teacher, the
+    annotation extractor, eval's answer judge and its generation server), nested under a prefix:
+    `pr train --judge-base-url`, `pr annotate --teacher-model`, `pr judge --base-url`. The stage's
+    command-line options and YAML keys are generated from these fields (`prcli.cli_common`), so
+    the roles cannot drift apart.
+    """
+
+    base_url: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000/v1"],
+        description="Server URL, ending in /v1; repeat the option for several replicas of one model "
+        "(each request goes to the one with the fewest in flight).",
+    )
+    model: str | None = Field(
+        None, description="Model: the name the server knows it by (or alias/path for hf)."
+    )
+    api_key_env: EnvVarName = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never the key itself)."
+    )
+    concurrency: int = Field(64, ge=1, description="Requests in flight at most, over all URLs.")
     timeout: float = Field(60.0, gt=0, description="Seconds per request attempt.")
-    max_retries: int = Field(3, ge=0, description="Retries after the first attempt.")
+    max_retries: int = Field(3, ge=0, description="Retries of a failed request (exponential backoff).")
     backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
-    backoff_max: float = Field(30.0, ge=0, description="Longest retry delay in seconds.")
-    temperature: float = 0.0
-    max_tokens: int = Field(512, ge=1)
+    structured: Structured = Field(
+        "auto",
+        description="Constrain the answer's shape: auto (vLLM's structured outputs, free text if the server "
+        "refuses them), vllm, vllm-legacy (guided_regex), json (response_format JSON schema) or off.",
+    )
+    prompt: Path | None = Field(
+        None, description="File with the role's system prompt, used verbatim (default: prcli's own)."
+    )
+    device: str = Field("auto", description="hf backend: torch device (auto, cpu, cuda, cuda:1, ...).")
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        urls = [value] if isinstance(value, str) else value
+        if isinstance(urls, list) and not urls:
+            raise ValueError("give at least one URL")
+        return urls
+
+    def with_defaults(self, **defaults: Any) -> Endpoint:
+        """A copy with `defaults` for the fields the user left unset (a role's own defaults)."""
+        return self.model_copy(update={k: v for k, v in defaults.items() if k not in self.model_fields_set})
+
+
+BACKOFF_MAX = 30.0  # longest retry delay, seconds
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """The exact shape an answer must take, for servers that constrain decoding: a regex, a JSON
+    schema, or both (each structured mode uses what it can)."""
+
+    name: str
+    regex: str | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def body(self, mode: Structured) -> dict[str, Any]:
+        """The request fields that ask for this shape in `mode` (none for off, or nothing usable)."""
+        if mode == "vllm":
+            return {"structured_outputs": {"regex": self.regex} if self.regex else {"json": self.json_schema}}
+        if mode == "vllm-legacy":
+            return {"guided_regex": self.regex} if self.regex else {"guided_json": self.json_schema}
+        if mode == "json" and self.json_schema is not None:
+            schema = {"name": self.name, "schema": self.json_schema, "strict": True}
+            return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        return {}
 
 
 @dataclass
@@ -91,9 +155,22 @@ class LLMClient:
     HTTP client and the semaphore are created per loop.
     """
 
-    def __init__(self, config: LLMConfig):
+    def __init__(
+        self,
+        config: Endpoint,
+        *,
+        default_model: str | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+    ):
+        if not (config.model or default_model):
+            raise ValueError("an LLM endpoint needs a model name")
         self.config = config
+        self.model = config.model or default_model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
         self.stats = LLMStats()
+        self._mode: Structured = "vllm" if config.structured == "auto" else config.structured
         self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
 
     def _resources(self) -> tuple[Any, asyncio.Semaphore]:
@@ -103,7 +180,7 @@ class LLMClient:
             from openai import AsyncOpenAI
 
             client = AsyncOpenAI(
-                base_url=self.config.base_url,
+                base_url=self.config.base_url[0],
                 api_key=_api_key(self.config.api_key_env),
                 timeout=self.config.timeout,
                 max_retries=0,
@@ -116,8 +193,7 @@ class LLMClient:
         self,
         messages: list[dict[str, Any]],
         *,
-        extra_body: dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
+        constraint: Constraint | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int | None = None,
@@ -128,7 +204,38 @@ class LLMClient:
         An answer cut at `max_tokens` (finish_reason "length") is a failed attempt unless
         `require_complete` is off (model outputs under evaluation): a judge's, extractor's or
         teacher's half answer would otherwise be parsed, and cached, as a wrong result.
+
+        `constraint` is asked for in the endpoint's structured mode. Under `auto`, a server that
+        refuses vLLM's structured-output fields gets free text from then on (one warning), and this
+        request is sent again without them.
         """
+        mode = self._mode
+        result = await self._chat(
+            messages,
+            constraint.body(mode) if constraint else {},
+            max_tokens,
+            temperature,
+            seed,
+            require_complete,
+        )
+        if constraint and result.rejected_constraints and self.config.structured == "auto" and mode != "off":
+            if self._mode != "off":
+                log.warning(
+                    "%s rejected structured outputs (%s); using free-text answers", self.model, result.error
+                )
+                self._mode = "off"
+            result = await self._chat(messages, {}, max_tokens, temperature, seed, require_complete)
+        return result
+
+    async def _chat(
+        self,
+        messages: list[dict[str, Any]],
+        fields: dict[str, Any],
+        max_tokens: int | None,
+        temperature: float | None,
+        seed: int | None,
+        require_complete: bool,
+    ) -> ChatResult:
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -140,15 +247,13 @@ class LLMClient:
             self.stats.failed += 1
             return ChatResult(None, error=redact(f"client error: {type(exc).__name__}: {exc}", key))
         body: dict[str, Any] = {
-            "model": self.config.model,
+            "model": self.model,
             "messages": messages,
-            "temperature": self.config.temperature if temperature is None else temperature,
-            "max_tokens": max_tokens or self.config.max_tokens,
+            "temperature": self.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or self.max_tokens,
             "n": 1,
-            **(extra_body or {}),
+            **fields,
         }
-        if response_format:
-            body["response_format"] = response_format
         if seed is not None:
             body["seed"] = seed
         self.stats.requests += 1
@@ -202,7 +307,7 @@ class LLMClient:
         )
 
     def _delay(self, retry: int) -> float:
-        base = min(self.config.backoff_max, self.config.backoff * 2 ** (retry - 1))
+        base = min(BACKOFF_MAX, self.config.backoff * 2 ** (retry - 1))
         return base * random.uniform(0.5, 1.0)
 
 

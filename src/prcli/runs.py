@@ -13,6 +13,15 @@ __all__ = ["settings_hash", "sibling"]
 
 
 def settings_hash(config: BaseModel, keys: Iterable[str], **extra: object) -> str:
-    """A hash of the settings that shape each result: part of every output record's input hash."""
+    """A hash of the settings that shape each result: part of every output record's input hash.
+
+    A key may name a field of a nested model: `endpoint.model`."""
     values = plain_values(config.model_dump(mode="python"))
-    return content_hash({k: values.get(k) for k in keys}, extra)
+
+    def get(key: str) -> object:
+        value: object = values
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    return content_hash({k: get(k) for k in keys}, extra)

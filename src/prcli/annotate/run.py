@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from prcli.annotate.extract import clean_annotations, parse_annotations, rules_annotations
 from prcli.annotate.prompts import (
@@ -29,10 +29,10 @@ from prcli.annotate.prompts import (
 )
 from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import ordered_window, run_sync
-from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, StageConfig, save_config
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
 from prcli.images import file_digest, image_message
 from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
-from prcli.llm import ChatResult, LLMClient, LLMConfig
+from prcli.llm import ChatResult, Constraint, Endpoint, LLMClient
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
 from prcli.runs import settings_hash, sibling
@@ -50,30 +50,20 @@ class AnnotateConfig(StageConfig):
         "rules",
         description="rules (no model: the CoT's visual-fact clauses), openai (a server) or hf (in-process).",
     )
-    extractor_model: str | None = Field(
-        None,
-        description=f"Extractor LLM (openai: served name, default {DEFAULT_EXTRACTOR_MODEL}; hf: alias/path).",
-    )
-    extractor_base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="Extractor server URL, ending in /v1."
-    )
-    extractor_api_key_env: EnvVarName = Field(
-        "OPENAI_API_KEY", description="Environment variable with its API key."
-    )
-    structured: Literal["auto", "vllm", "json", "off"] = Field(
-        "auto",
-        description="Constrain the extractor to a JSON list: auto (vLLM, else free text), vllm, json, off.",
+    extractor_endpoint: Endpoint = Field(
+        default_factory=lambda: Endpoint(concurrency=32, timeout=180.0),
+        description=f"The extractor LLM's connection (openai; model default {DEFAULT_EXTRACTOR_MODEL}) or "
+        "model (hf); structured: the answer as a JSON list of strings.",
+        json_schema_extra={"unused": ("prompt",)},  # prcli's own extraction prompt
     )
     teacher: Teacher = Field(
         "none",
         description="Who writes missing CoTs: none (such problems are dropped), openai or hf (an MLLM).",
     )
-    teacher_model: str | None = Field(None, description="Teacher MLLM (served name, or alias/path for hf).")
-    teacher_base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="Teacher server URL, ending in /v1."
-    )
-    teacher_api_key_env: EnvVarName = Field(
-        "OPENAI_API_KEY", description="Environment variable with its API key."
+    teacher_endpoint: Endpoint = Field(
+        default_factory=lambda: Endpoint(concurrency=32, timeout=180.0),
+        description="The teacher MLLM's connection (openai) or model (hf).",
+        json_schema_extra={"unused": ("structured", "prompt")},  # a CoT has no shape; prcli's prompt
     )
     samples: int = Field(1, ge=1, description="Teacher attempts per problem until one CoT verifies.")
     teacher_temperature: float = Field(0.7, ge=0, description="Sampling temperature of the teacher.")
@@ -81,39 +71,29 @@ class AnnotateConfig(StageConfig):
     filter: bool = Field(True, description="Keep only CoTs whose final answer verifies against the answer.")
     max_annotations: int = Field(12, ge=1, description="Keep at most this many annotations per problem.")
     max_annotation_chars: int = Field(200, ge=10, description="Drop annotations longer than this.")
-    concurrency: int = Field(32, ge=1, description="Model requests in flight at most (per role).")
-    timeout: float = Field(180.0, gt=0, description="Seconds per request attempt.")
-    max_retries: int = Field(3, ge=0, description="Retries of a failed request (exponential backoff).")
     accuracy_timeout: float = Field(5.0, gt=0, description="Seconds per answer verification.")
     cache: bool = Field(True, description="Reuse teacher and extractor answers from the persistent cache.")
     cache_dir: Path | None = Field(
         None, description="Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli)."
     )
     batch_size: int = Field(4, ge=1, description="hf backends: requests per generate() batch.")
-    device: str = Field("auto", description="hf backends: torch device.")
     skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
     overwrite: bool = Field(False, description=OVERWRITE_HELP)
 
-    def client_config(self, role: Literal["teacher", "extractor"]) -> LLMConfig:
-        model = self.teacher_model if role == "teacher" else self.extractor_model
-        return LLMConfig(
-            base_url=self.teacher_base_url if role == "teacher" else self.extractor_base_url,
-            model=model or ("" if role == "teacher" else DEFAULT_EXTRACTOR_MODEL),
-            api_key_env=self.teacher_api_key_env if role == "teacher" else self.extractor_api_key_env,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            max_tokens=self.teacher_max_tokens if role == "teacher" else 1024,
-        )
+    @model_validator(mode="after")
+    def _check_roles(self) -> AnnotateConfig:
+        if self.teacher != "none" and not self.teacher_endpoint.model:
+            raise ValueError(f"--teacher {self.teacher} needs --teacher-model")
+        return self
 
 
 # the settings that shape a result: a change redoes the records made under the old ones
 RESULT_KEYS = (
     "extractor",
-    "extractor_model",
-    "structured",
+    "extractor_endpoint.model",
+    "extractor_endpoint.structured",
     "teacher",
-    "teacher_model",
+    "teacher_endpoint.model",
     "samples",
     "teacher_temperature",
     "teacher_max_tokens",
@@ -153,14 +133,16 @@ class AnnotateSummary:
 
 
 def _chat_backend(kind: str, cfg: AnnotateConfig, role: Literal["teacher", "extractor"]) -> Any:
+    endpoint = cfg.teacher_endpoint if role == "teacher" else cfg.extractor_endpoint
     if kind == "openai":
-        return LLMClient(cfg.client_config(role))
+        if role == "teacher":
+            return LLMClient(endpoint, max_tokens=cfg.teacher_max_tokens)
+        return LLMClient(endpoint, default_model=DEFAULT_EXTRACTOR_MODEL, max_tokens=1024)
     from prcli.generation import LocalChat
 
-    model = cfg.teacher_model if role == "teacher" else cfg.extractor_model
-    if not model:
+    if not endpoint.model:
         raise ValueError(f"the hf {role} needs --{role}-model")
-    return LocalChat(model, device=cfg.device, batch_size=cfg.batch_size)
+    return LocalChat(endpoint.model, device=endpoint.device, batch_size=cfg.batch_size)
 
 
 class Annotator:
@@ -172,24 +154,17 @@ class Annotator:
         self.cache = cache
         self.teacher = _chat_backend(cfg.teacher, cfg, "teacher") if cfg.teacher != "none" else None
         self.extractor = _chat_backend(cfg.extractor, cfg, "extractor") if cfg.extractor != "rules" else None
-        self._structured = cfg.structured if cfg.extractor == "openai" else "off"
-        if self._structured == "auto":
-            self._structured = "vllm"
         self.counts: Counter[str] = Counter()
 
     @property
     def teacher_name(self) -> str | None:
-        return (
-            None
-            if self.teacher is None
-            else (self.cfg.teacher_model or self.cfg.client_config("teacher").model)
-        )
+        return None if self.teacher is None else self.cfg.teacher_endpoint.model
 
     @property
     def extractor_name(self) -> str:
         if self.cfg.extractor == "rules":
             return "rules"
-        return self.cfg.extractor_model or DEFAULT_EXTRACTOR_MODEL
+        return self.cfg.extractor_endpoint.model or DEFAULT_EXTRACTOR_MODEL
 
     async def _cached_chat(
         self, backend: Any, key: str, messages: list[dict[str, Any]], **kw: Any
@@ -266,27 +241,13 @@ class Annotator:
             prompt_version=EXTRACT_PROMPT_VERSION,
             question=problem.question,
             cot=cot,
-            structured=self.cfg.structured,
+            structured=self.cfg.extractor_endpoint.structured,
         )
-        kwargs: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
         schema = annotations_schema(self.cfg.max_annotations, self.cfg.max_annotation_chars)
-        if self._structured == "vllm":
-            kwargs["extra_body"] = {"structured_outputs": {"json": schema}}
-        elif self._structured == "json":
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "annotations", "schema": schema, "strict": True},
-            }
-        text, result = await self._cached_chat(self.extractor, key, messages, **kwargs)
-        if (
-            text is None
-            and result is not None
-            and result.rejected_constraints
-            and self.cfg.structured == "auto"
-        ):
-            self._structured = "off"  # the server does not take vLLM's field: parse free text from now on
-            kwargs.pop("extra_body", None)
-            text, result = await self._cached_chat(self.extractor, key, messages, **kwargs)
+        shape = Constraint("annotations", json_schema=schema)
+        text, result = await self._cached_chat(
+            self.extractor, key, messages, temperature=0.0, max_tokens=1024, constraint=shape
+        )
         if text is None:
             return None, result.error if result is not None else "no answer"
         return clean_annotations(parse_annotations(text), **limits), None
@@ -381,7 +342,11 @@ def run_annotate(
                 return await annotator.process(pair[0]), pair[1]
 
             async def annotate_all() -> None:
-                async for outcome, h in ordered_window(todo(), process, 4 * cfg.concurrency):
+                async for outcome, h in ordered_window(
+                    todo(),
+                    process,
+                    4 * max(cfg.teacher_endpoint.concurrency, cfg.extractor_endpoint.concurrency),
+                ):
                     if outcome.status == "kept":
                         record = AnnotatedProblem.model_validate(
                             outcome.record, context={"check_images": False}

@@ -38,7 +38,7 @@ from prcli.jsonl import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from prcli.llm import LLMClient, LLMConfig
+from prcli.llm import Endpoint, LLMClient
 from prcli.models import check_model, resolve_model
 from prcli.records import Prediction
 from prcli.runs import settings_hash
@@ -72,8 +72,9 @@ class EvalConfig(StageConfig):
         "official",
         description="official (the benchmark's own), r1 (Perception-R1's think/answer/boxed suffix) or cot.",
     )
-    base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="openai backend: server URL, ending in /v1."
+    base_url: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000/v1"],
+        description="openai backend: server URL, ending in /v1; repeat the option for several replicas.",
     )
     api_key_env: EnvVarName = Field(
         "OPENAI_API_KEY", description="openai backend: environment variable with the API key."
@@ -100,12 +101,12 @@ class EvalConfig(StageConfig):
     answer_judge: bool = Field(
         False, description="Ask an LLM to decide the items the rules cannot (no answer marked)."
     )
-    answer_judge_model: str = Field(
-        "Qwen/Qwen2.5-72B-Instruct", description="Answer judge: the server's model name."
-    )
-    answer_judge_base_url: str = Field("http://127.0.0.1:8000/v1", description="Answer judge: server URL.")
-    answer_judge_api_key_env: EnvVarName = Field(
-        "OPENAI_API_KEY", description="Answer judge: environment variable with the key."
+    answer_judge_endpoint: Endpoint = Field(
+        default_factory=lambda: Endpoint(model="Qwen/Qwen2.5-72B-Instruct", concurrency=16, timeout=600.0),
+        description="The answer judge's connection.",
+        json_schema_extra={
+            "unused": ("structured", "prompt", "device")
+        },  # free text, its own prompt, a server
     )
     score_timeout: float = Field(
         10.0, gt=0, description="Seconds per item for sympy-based scoring (timeout: wrong)."
@@ -118,6 +119,18 @@ class EvalConfig(StageConfig):
         if self.model is None and self.predictions is None:
             raise ValueError("give --model (to generate) or --predictions (to score saved responses)")
         return self
+
+    def generation_endpoint(self) -> Endpoint:
+        """The server of the model under evaluation (openai backend)."""
+        return Endpoint(
+            base_url=self.base_url,
+            model=self.model,
+            api_key_env=self.api_key_env,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            structured="off",
+        )
 
     @property
     def decoding(self) -> dict[str, Any]:
@@ -143,7 +156,7 @@ RESULT_KEYS = (
     "min_pixels",
     "max_pixels",
     "answer_judge",
-    "answer_judge_model",
+    "answer_judge_endpoint.model",
 )
 
 
@@ -316,16 +329,7 @@ def _generator(cfg: EvalConfig, max_images: int) -> Any:
             pixels=(cfg.min_pixels, cfg.max_pixels),
         )
     if cfg.backend == "openai":
-        client = LLMClient(
-            LLMConfig(
-                base_url=cfg.base_url,
-                model=cfg.model or "",
-                api_key_env=cfg.api_key_env,
-                concurrency=cfg.concurrency,
-                timeout=cfg.timeout,
-                max_retries=cfg.max_retries,
-            )
-        )
+        client = LLMClient(cfg.generation_endpoint())
         return generate.OpenAIGenerator(client, cfg.decoding)
     try:
         return generate.VLLMGenerator(
@@ -470,7 +474,7 @@ def run_eval(
             "backend": None if cfg.predictions else cfg.backend,
             "prompt_style": None if cfg.predictions else cfg.prompt_style,
             "decoding": None if cfg.predictions else cfg.decoding,
-            "answer_judge": cfg.answer_judge_model if cfg.answer_judge else None,
+            "answer_judge": cfg.answer_judge_endpoint.model if cfg.answer_judge else None,
             "methods": dict(methods),
             "items_in_benchmark": total,
             "missing_predictions": missing,
@@ -489,16 +493,7 @@ def run_eval(
 def _answer_judge(cfg: EvalConfig) -> LLMClient | None:
     if not cfg.answer_judge:
         return None
-    return LLMClient(
-        LLMConfig(
-            base_url=cfg.answer_judge_base_url,
-            model=cfg.answer_judge_model,
-            api_key_env=cfg.answer_judge_api_key_env,
-            concurrency=cfg.concurrency,
-            timeout=cfg.timeout,
-            max_retries=cfg.max_retries,
-        )
-    )
+    return LLMClient(cfg.answer_judge_endpoint, max_tokens=128)
 
 
 def _apply_judge(

@@ -11,7 +11,6 @@ with `error` set (failure policy `skip`) or `score=0.0` (policy `zero`).
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from pydantic import Field
 
 from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import run_sync
-from prcli.config import EnvVarName, StageConfig
+from prcli.config import StageConfig
 from prcli.errors import StageError
 from prcli.judge.lexical import lexical_verdicts
 from prcli.judge.prompt import (
@@ -33,16 +32,18 @@ from prcli.judge.prompt import (
     verdict_json_schema,
     verdict_regex,
 )
-from prcli.llm import LLMClient, LLMConfig
+from prcli.llm import Constraint, Endpoint, LLMClient
 from prcli.records import Judgement
 
-log = logging.getLogger("prcli.judge")
-
 Backend = Literal["lexical", "openai", "hf"]
-Structured = Literal["auto", "vllm", "vllm-legacy", "json", "off"]
 FailurePolicy = Literal["skip", "zero"]
 
 DEFAULT_JUDGE_MODEL = "Qwen/Qwen2.5-32B-Instruct"
+
+
+def judge_endpoint() -> Endpoint:
+    """The perception judge's connection defaults, the same in `pr judge` and `pr train`."""
+    return Endpoint(concurrency=256)
 
 
 class JudgeConfig(StageConfig):
@@ -53,57 +54,23 @@ class JudgeConfig(StageConfig):
         description="lexical (no model: key-term matching, a cheap baseline), openai (any OpenAI-compatible "
         "server) or hf (transformers in this process).",
     )
-    model: str | None = Field(
-        None,
-        description="The server's model name (openai; default Qwen/Qwen2.5-32B-Instruct) or an alias, hub id "
-        "or path (hf).",
+    endpoint: Endpoint = Field(
+        default_factory=judge_endpoint,
+        description="The judge's connection (openai; model default Qwen/Qwen2.5-32B-Instruct) or model (hf). "
+        "Its prompt: the judge's system text with its worked examples (e.g. the published one), whose "
+        "SHA-256 every judgement records.",
     )
-    base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server URL, ending in /v1."
-    )
-    api_key_env: EnvVarName = Field(
-        "OPENAI_API_KEY",
-        description="Environment variable with the API key (the key is never passed or logged).",
-    )
-    concurrency: int = Field(64, ge=1, description="Judge requests in flight at most.")
-    timeout: float = Field(60.0, gt=0, description="Seconds per judge request attempt.")
-    max_retries: int = Field(3, ge=0, description="Retries of a failed request (exponential backoff).")
-    backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
     max_tokens: int = Field(512, ge=1, description="Longest judge answer, in tokens.")
-    structured: Structured = Field(
-        "auto",
-        description="Constrain the answer: auto (vLLM regex, falling back to free text), vllm, vllm-legacy "
-        "(guided_regex), json (response_format JSON schema) or off.",
-    )
     failure_policy: FailurePolicy = Field(
         "skip",
         description="A judgement that fails after retries scores None (skip; in training a failed rollout gets "
         "its group's mean, so it moves no advantage) or 0 (zero).",
-    )
-    judge_prompt: Path | None = Field(
-        None,
-        description="File with the judge's system prompt (instructions and worked examples), used verbatim, "
-        "e.g. the published one; default: prcli's own wording. Its SHA-256 is recorded in every judgement.",
     )
     cache: bool = Field(True, description="Reuse judgements from the persistent, content-addressed cache.")
     cache_dir: Path | None = Field(
         None, description="Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli)."
     )
     batch_size: int = Field(8, ge=1, description="hf: responses per generate() batch.")
-    device: str = Field("auto", description="hf: torch device (auto, cpu, cuda, cuda:1, ...).")
-
-    def llm_config(self) -> LLMConfig:
-        return LLMConfig(
-            base_url=self.base_url,
-            model=self.model or DEFAULT_JUDGE_MODEL,
-            api_key_env=self.api_key_env,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            backoff=self.backoff,
-            temperature=0.0,
-            max_tokens=self.max_tokens,
-        )
 
 
 @dataclass(frozen=True)
@@ -148,7 +115,7 @@ class Judge:
     uses_cache = True
 
     def _load_prompt(self) -> JudgePrompt | None:
-        return load_judge_prompt(self.config.judge_prompt)
+        return load_judge_prompt(self.config.endpoint.prompt)
 
     @property
     def prompt_sha256(self) -> str | None:
@@ -162,7 +129,7 @@ class Judge:
 
     @property
     def model_name(self) -> str | None:
-        return self.config.model
+        return self.config.endpoint.model
 
     def _key(self, item: JudgeItem) -> str:
         return cache_key(
@@ -176,7 +143,7 @@ class Judge:
             decoding={
                 "temperature": 0.0,
                 "max_tokens": self.config.max_tokens,
-                "structured": self.config.structured,
+                "structured": self.config.endpoint.structured,
             },
         )
 
@@ -249,7 +216,7 @@ class LexicalJudge(Judge):
     uses_cache = False
 
     def _load_prompt(self) -> JudgePrompt | None:
-        if self.config.judge_prompt is not None:  # refused rather than silently ignored
+        if self.config.endpoint.prompt is not None:  # refused rather than silently ignored
             raise StageError("--judge-prompt: the lexical judge uses no prompt (use --judge openai or hf)")
         return None
 
@@ -267,34 +234,15 @@ class LLMJudge(Judge):
     def __init__(self, config: JudgeConfig, cache: ResultCache | None = None, client: Any = None):
         super().__init__(config, cache)
         self.client = client if client is not None else self._client()
-        self._mode: Structured = "vllm" if config.structured == "auto" else config.structured
 
     def _client(self) -> Any:
         raise NotImplementedError
 
-    def _structured_kwargs(self, mode: Structured, n: int) -> dict[str, Any]:
-        if mode == "vllm":
-            return {"extra_body": {"structured_outputs": {"regex": verdict_regex(n)}}}
-        if mode == "vllm-legacy":
-            return {"extra_body": {"guided_regex": verdict_regex(n)}}
-        if mode == "json":
-            schema = {"name": "verdicts", "schema": verdict_json_schema(n), "strict": True}
-            return {"response_format": {"type": "json_schema", "json_schema": schema}}
-        return {}
-
     async def _judge_one(self, item: JudgeItem) -> _Outcome:
         n = len(item.annotations)
         messages = build_messages(item.annotations, item.response, self.prompt or BUILTIN_PROMPT)
-        mode = self._mode
-        result = await self.client.chat(messages, **self._structured_kwargs(mode, n))
-        if result.rejected_constraints and self.config.structured == "auto" and mode != "off":
-            # The server rejected the constraint fields: use free text (and parse it) from now on.
-            if self._mode != "off":
-                log.warning(
-                    "judge server rejected structured outputs (%s); using free-text answers", result.error
-                )
-                self._mode = "off"
-            result = await self.client.chat(messages)
+        shape = Constraint("verdicts", regex=verdict_regex(n), json_schema=verdict_json_schema(n))
+        result = await self.client.chat(messages, constraint=shape)
         if not result.ok:
             return _Outcome(None, None, result.error)
         verdicts, found = parse_verdicts(result.text, n)
@@ -309,10 +257,12 @@ class OpenAIJudge(LLMJudge):
 
     @property
     def model_name(self) -> str | None:
-        return self.config.model or DEFAULT_JUDGE_MODEL
+        return self.config.endpoint.model or DEFAULT_JUDGE_MODEL
 
     def _client(self) -> Any:
-        return LLMClient(self.config.llm_config())
+        return LLMClient(
+            self.config.endpoint, default_model=DEFAULT_JUDGE_MODEL, max_tokens=self.config.max_tokens
+        )
 
 
 class HFJudge(LLMJudge):
@@ -321,16 +271,17 @@ class HFJudge(LLMJudge):
     backend = "hf"
 
     def __init__(self, config: JudgeConfig, cache: ResultCache | None = None, client: Any = None):
-        if not config.model:
+        if not config.endpoint.model:
             raise ValueError("the hf judge needs a model (an alias, hub id or local path)")
-        super().__init__(config.model_copy(update={"structured": "off"}), cache, client)
+        endpoint = config.endpoint.model_copy(update={"structured": "off"})
+        super().__init__(config.model_copy(update={"endpoint": endpoint}), cache, client)
 
     def _client(self) -> Any:
         from prcli.generation import LocalChat
 
         return LocalChat(
-            self.config.model or "",
-            device=self.config.device,
+            self.config.endpoint.model or "",
+            device=self.config.endpoint.device,
             batch_size=self.config.batch_size,
             max_tokens=self.config.max_tokens,
         )

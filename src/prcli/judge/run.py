@@ -61,8 +61,8 @@ class JudgeSummary:
 # the settings that shape a result: a change redoes the judgements made under the old ones
 RESULT_KEYS = (
     "backend",
-    "model",
-    "structured",
+    "endpoint.model",
+    "endpoint.structured",
     "max_tokens",
     "annotations",
     "annotation_key",
@@ -133,7 +133,7 @@ def run_judge(
 
         if on_start:
             on_start(len(responses))
-        window = config.window or 4 * config.concurrency
+        window = config.window or 4 * config.endpoint.concurrency
 
         async def judge_all() -> None:
             from prcli.concurrency import ordered_window

@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from prcli.config import EnvVarName, StageConfig
+from prcli.config import StageConfig
 from prcli.errors import StageError
-from prcli.judge.core import Backend, FailurePolicy, JudgeConfig, Structured
+from prcli.judge.core import Backend, FailurePolicy, JudgeConfig, judge_endpoint
+from prcli.llm import Endpoint
 from prcli.prompts import render_template
 from prcli.rewards import RewardWeights
 from prcli.train.processes import world_size
@@ -42,25 +43,11 @@ class TrainConfig(StageConfig):
 
     # judge
     judge: Backend = Field("lexical", description="Perception judge backend: lexical, openai or hf.")
-    judge_model: str | None = Field(
-        None, description="Judge model (server model name, or alias/path for hf)."
-    )
-    judge_base_url: str = Field("http://127.0.0.1:8000/v1", description="Judge server URL (openai backend).")
-    judge_api_key_env: EnvVarName = Field(
-        "OPENAI_API_KEY", description="Environment variable with the judge's API key."
-    )
-    judge_concurrency: int = Field(256, ge=1, description="Judge requests in flight at most (per process).")
-    judge_timeout: float = Field(60.0, gt=0, description="Seconds per judge request attempt.")
-    judge_max_retries: int = Field(3, ge=0, description="Retries of a failed judge request.")
-    judge_structured: Structured = Field(
-        "auto", description="Constrain judge answers: auto, vllm, vllm-legacy, json, off."
+    judge_endpoint: Endpoint = Field(
+        default_factory=judge_endpoint,
+        description="The perception judge's connection (openai) or model (hf); concurrency is per process.",
     )
     judge_cache: bool = Field(True, description="Reuse judgements from the persistent cache.")
-    judge_prompt: Path | None = Field(
-        None,
-        description="File with the judge's system prompt (instructions and worked examples), used verbatim, "
-        "e.g. the published one; default: prcli's own wording. Its SHA-256 goes into config.yaml.",
-    )
     failure_policy: FailurePolicy = Field(
         "skip",
         description="A failed judgement's perception reward: skip (its group's mean, so no advantage) or zero.",
@@ -217,16 +204,9 @@ class TrainConfig(StageConfig):
     def judge_config(self) -> JudgeConfig:
         return JudgeConfig(
             backend=self.judge,
-            model=self.judge_model,
-            base_url=self.judge_base_url,
-            api_key_env=self.judge_api_key_env,
-            concurrency=self.judge_concurrency,
-            timeout=self.judge_timeout,
-            max_retries=self.judge_max_retries,
-            structured=self.judge_structured,
+            endpoint=self.judge_endpoint,
             failure_policy=self.failure_policy,
             cache=self.judge_cache,
-            judge_prompt=self.judge_prompt,
         )
 
 
