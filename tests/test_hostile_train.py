@@ -90,7 +90,8 @@ def test_judge_answering_errors_stops_the_run_before_any_update(
 def test_a_judge_that_fails_after_the_first_step_does_not_stop_training(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The first-step rule only: a later outage is logged as failures (skip policy), not fatal."""
+    """The first-step rule only: a later failure is logged (skip policy), not fatal at once (the
+    outage guard needs a full window of steps: tests/test_outage.py)."""
     data = annotated_set(tmp_path)
     run = tmp_path / "run"
     with FaultServer(script=["ok"] * 8, default="500") as srv:

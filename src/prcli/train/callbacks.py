@@ -1,12 +1,16 @@
-"""Trainer callbacks: the metrics log and the first-step marker."""
+"""Trainer callbacks: the metrics log, the first-step marker and the judge outage guard."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prcli.train.rewards import BatchRewards
 
 
 class MetricsCallback:
@@ -63,5 +67,65 @@ class FirstStep:
         class _Callback(TrainerCallback):
             def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 flag.done = True
+
+        return _Callback()
+
+
+class JudgeOutage:
+    """The outage guard: checkpoint and stop when the judge fails too often over a window of steps.
+
+    Under `--failure-policy skip` a failed judgement moves no advantage, so a judge that dies
+    mid-run would let training go on without the perception reward and exit 0. The rule: once
+    `window` steps have run, stop when more than `threshold` of their judged rollouts (those with
+    annotations) failed. The counts come summed over the processes, so every process decides
+    alike and all stop together (no process left waiting in a collective).
+    """
+
+    def __init__(self, rewards: BatchRewards, window: int, threshold: float):
+        self.rewards = rewards
+        self.window = window
+        self.threshold = threshold
+        self.steps: deque[tuple[int, int, int]] = deque(maxlen=window)  # (step, failed, judged)
+        self.tripped = False
+
+    def observe(self, step: int, failed: int, judged: int) -> bool:
+        """Record one step's counts; True when the run must stop."""
+        if not self.window:
+            return False
+        self.steps.append((step, failed, judged))
+        n_failed = sum(s[1] for s in self.steps)
+        n_judged = sum(s[2] for s in self.steps)
+        full = len(self.steps) == self.window
+        self.tripped = full and n_judged > 0 and n_failed / n_judged > self.threshold
+        return self.tripped
+
+    def message(self, checkpoint: Path) -> str:
+        n_failed = sum(s[1] for s in self.steps)
+        n_judged = sum(s[2] for s in self.steps)
+        first, last = self.steps[0][0], self.steps[-1][0]
+        error = (self.rewards.last_error or "(failed on another process)").rstrip(".")
+        return (
+            f"judge outage: {n_failed} of {n_judged} judgements failed over steps {first}-{last} "
+            f"(more than {self.threshold:.0%}); last error: {error}. Stopped rather than train on without "
+            f"the perception reward; checkpoint saved: {checkpoint}. Fix the judge (or point "
+            "--judge-base-url at a working one), then run the same command with --resume"
+        )
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        guard = self
+
+        class _Callback(TrainerCallback):
+            # on_step_end runs before the Trainer's log/evaluate/save of the step
+            # (`_maybe_log_save_evaluate`), so the step is logged and its checkpoint saved
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                if guard.observe(state.global_step, *guard.rewards.take_outage_counts()):
+                    control.should_save = True
+                    control.should_training_stop = True
+                    control.should_evaluate = False  # its judgements would fail too
+
+            def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                guard.rewards.take_outage_counts()  # validation's judgements are no training step's
 
         return _Callback()

@@ -52,6 +52,18 @@ class TrainConfig(StageConfig):
         "skip",
         description="A failed judgement's perception reward: skip (its group's mean, so no advantage) or zero.",
     )
+    judge_outage_window: int = Field(
+        3,
+        ge=0,
+        description="Outage guard: save a checkpoint and stop when more than --judge-outage-threshold of the "
+        "judgements of the last N steps failed, rather than train on without the perception reward (0: off).",
+    )
+    judge_outage_threshold: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Outage guard: stop when the failed share of the window's judgements is above this.",
+    )
 
     # rewards
     w_accuracy: float = Field(0.9, description="Weight of the accuracy reward.")

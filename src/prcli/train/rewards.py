@@ -104,6 +104,8 @@ class BatchRewards:
         self._batch: _Batch | None = None
         self.batches = 0  # computations started: one per rollout batch
         self.failures_total = 0
+        self.last_error: str | None = None  # this process's latest failed judgement (keys redacted)
+        self._outage_counts = (0, 0)  # (failed, judged) of the batches since the last `take_outage_counts`
         self._first_step_checked = False
         self._judge_seconds = 0.0
 
@@ -183,14 +185,20 @@ class BatchRewards:
             "perception": neutral_failures(ids, judgements),
             "repetition": [repetition_penalty(t, self.ngram_size, self.ngram_max_penalty) for t in texts],
         }
+        errors = [j.error for j in judgements if j.error is not None]
+        if errors:
+            self.last_error = errors[-1]
         # counts of the whole step, summed over the processes (each judges its own share)
-        failures, rollouts, hits, timeouts = sum_over_processes(
+        failures, rollouts, hits, timeouts, judged = sum_over_processes(
             self.judge.stats.failures - failures_before,
             len(texts),
             self.judge.stats.cache_hits - hits_before,
             self.pool.stats.timeouts - timeouts_before,
+            sum(1 for j in judgements if j.verdicts or j.error is not None),  # rollouts with annotations
         )
         self.failures_total += failures
+        failed_before, judged_before = self._outage_counts
+        self._outage_counts = (failed_before + failures, judged_before + judged)
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
             log_metric("judge/failures", float(failures))
@@ -203,6 +211,11 @@ class BatchRewards:
         if self.samples_path is not None and self.samples_per_step and step % self.sample_every == 0:
             self._write_samples(step, ids, prompts, texts, answers, judgements, values)
         return values
+
+    def take_outage_counts(self) -> tuple[int, int]:
+        """(failed, judged) judgements of all processes since the last call; the outage guard's input."""
+        counts, self._outage_counts = self._outage_counts, (0, 0)
+        return counts
 
     def _write_samples(
         self,

@@ -16,7 +16,7 @@ from prcli.jsonl import content_hash
 from prcli.judge.core import Judge, build_judge
 from prcli.models import check_model, model_errors
 from prcli.prompts import render_template
-from prcli.train.callbacks import FirstStep, MetricsCallback
+from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback
 from prcli.train.checkpoints import (
     check_same_prompts,
     checkpoint_step,
@@ -131,6 +131,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         sample_every=cfg.sample_every,
         samples_per_step=cfg.samples_per_step,
     )
+    outage = JudgeOutage(rewards, cfg.judge_outage_window, cfg.judge_outage_threshold)
     trainer = trainer_class(skip_weight_load=weights_from_checkpoint)(
         model=model,
         reward_funcs=rewards.functions(),
@@ -139,7 +140,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         eval_dataset=eval_ds,
         processing_class=processor,
         peft_config=lora_config(cfg) if cfg.lora else None,
-        callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
+        callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback(), outage.callback()],
     )
     check_master_weights(trainer)
     if not cfg.verbose:
@@ -159,6 +160,8 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         if checkpoint is not None:
             trim_logs(out, checkpoint_step(checkpoint))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if outage.tripped:  # not a finished run: no final model, a non-zero exit
+        raise StageError(outage.message(out / f"checkpoint-{trainer.state.global_step}"))
     base = model_path if cfg.lora else None
     save_final(trainer, processor, out, base_model=base, dtype=final_dtype(bf16_on(cfg)))
     return TrainResult(
