@@ -17,7 +17,7 @@ import time
 
 from prcli.judge import JudgeConfig, JudgeItem, OpenAIJudge
 from prcli.judge.prompt import build_messages
-from prcli.testing import server_process
+from prcli.testing import ServerProcess
 
 ANNOTATIONS = ["AB = 3 cm", "BC = 4 cm", "Angle ABC is a right angle", "D is the midpoint of AC"]
 
@@ -38,7 +38,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    with server_process(args.latency, args.capacity) as base_url:
+    with ServerProcess(args.latency, args.capacity) as srv:
         items = [
             JudgeItem(f"r{i}", ANNOTATIONS, f"Response {i}: AB = 3 and BC = 4, so AC = 5.")
             for i in range(args.n)
@@ -46,7 +46,7 @@ def main() -> None:
         judge = OpenAIJudge(
             JudgeConfig(
                 backend="openai",
-                base_url=base_url,
+                base_url=srv.base_url,
                 model="fake",
                 concurrency=args.concurrency or 2 * args.capacity,
                 cache=False,
@@ -63,7 +63,7 @@ def main() -> None:
 
         from openai import OpenAI
 
-        client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
+        client = OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
         t1 = time.perf_counter()
         for item in items[: args.sequential_n]:
             client.chat.completions.create(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from prcli.testing import server_process
+from prcli.testing import ServerProcess
 from prcli.tiny import build_tiny_model
 from prcli.train import TrainConfig, train
 
@@ -96,8 +96,8 @@ def main() -> None:
         folder = Path(tmp)
         model = build_tiny_model(folder / "tiny")
         data = dataset(folder)
-        with server_process(args.judge_latency, 512) as base_url:
-            results = {c: run(model, data, folder / f"run{c}", base_url, c, args.steps) for c in (256, 1)}
+        with ServerProcess(args.judge_latency, 512) as srv:
+            results = {c: run(model, data, folder / f"run{c}", srv.base_url, c, args.steps) for c in (256, 1)}
     print(
         f"64 rollouts per step (8 prompts x 8), 32 new tokens, judge latency {args.judge_latency * 1000:.0f} ms; "
         f"mean over steps 2-{args.steps}\n"

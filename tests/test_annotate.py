@@ -240,6 +240,12 @@ def test_teacher_and_extractor_over_http(tmp_path: Path) -> None:
         summary = json.loads(result.stdout)
         assert summary["cot_distilled"] == 3 and summary["kept"] == 2 and summary["failed"] == 0
         n_requests = len(srv.requests)
+        endpoints = summary["endpoints"]  # per role, per URL
+        assert {role: [e["url"] for e in eps] for role, eps in endpoints.items()} == {
+            "teacher": [srv.base_url],
+            "extractor": [srv.base_url],
+        }
+        assert sum(eps[0]["requests"] for eps in endpoints.values()) == n_requests
 
         # everything is cached: a fresh run into another file makes no request
         out2 = tmp_path / "again.jsonl"

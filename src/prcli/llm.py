@@ -6,15 +6,27 @@ by their failure policy. There is exactly one retry layer (the openai client's o
 bounded concurrency, a per-request timeout, exponential backoff with jitter on connection errors,
 timeouts, 429/5xx and malformed bodies. API keys come from an environment variable and are scrubbed
 from every error message.
+
+An endpoint may list several URLs (replicas of one model). Each attempt goes to the URL with the
+fewest attempts in flight; a URL that fails (connection error, timeout, 408/409/425/429, 5xx) is
+taken out of the rotation for a cooldown that doubles while it keeps failing, a server's
+`Retry-After` (429/503) is the least time it stays out, and a retry goes to another URL when one
+is in rotation. Per-URL telemetry is in `LLMClient.stats.endpoints`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
 import logging
+import math
 import os
 import random
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +68,12 @@ class Endpoint(StageConfig):
     concurrency: int = Field(64, ge=1, description="Requests in flight at most, over all URLs.")
     timeout: float = Field(60.0, gt=0, description="Seconds per request attempt.")
     max_retries: int = Field(3, ge=0, description="Retries of a failed request (exponential backoff).")
-    backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
+    backoff: float = Field(
+        1.0,
+        ge=0,
+        description="First retry delay in seconds, doubling each retry (a retry that can go to another URL "
+        "goes at once).",
+    )
     structured: Structured = Field(
         "auto",
         description="Constrain the answer's shape: auto (vLLM's structured outputs, free text if the server "
@@ -81,6 +98,17 @@ class Endpoint(StageConfig):
 
 
 BACKOFF_MAX = 30.0  # longest retry delay, seconds
+# A failing URL is out for COOLDOWN_FIRST seconds, doubling while it fails again as soon as it is
+# back, up to COOLDOWN_MAX: one second lets the attempts in flight drain to the other replicas and
+# brings back a replica that only shed a burst within a training step; the doubling means a dead
+# replica costs a few attempts per half minute (each retried elsewhere) instead of one per request.
+COOLDOWN_FIRST = 1.0
+COOLDOWN_MAX = 30.0
+# A server's Retry-After is honoured up to a minute: a longer one (hours, from a hosted API's daily
+# quota) would stall a training step far past any timeout; past it the retries and the caller's
+# failure policy decide.
+RETRY_AFTER_MAX = 60.0
+LATENCY_WINDOW = 1024  # answered attempts per URL kept for its latency quantiles
 
 
 @dataclass(frozen=True)
@@ -126,15 +154,171 @@ class ChatResult:
 
 
 @dataclass
+class EndpointStats:
+    """One URL's traffic and health, for the summaries of `pr judge`/`pr annotate` and training metrics.
+
+    `requests` and `failures` count attempts (a retry is a request too; a failure is an attempt that
+    gave no usable answer, for whatever reason); `taken_out` counts the times the URL left the
+    rotation. Latencies are those of the last LATENCY_WINDOW answered attempts, so memory stays
+    bounded over a long run.
+    """
+
+    url: str
+    requests: int = 0
+    failures: int = 0
+    in_flight: int = 0
+    taken_out: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW), repr=False)
+
+    def latency(self, q: float) -> float | None:
+        """The q-quantile (nearest rank) of the recent answered attempts' seconds; None before any."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return None
+        return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "requests": self.requests,
+            "failures": self.failures,
+            "in_flight": self.in_flight,
+            "taken_out": self.taken_out,
+            "p50_s": self.latency(0.5),
+            "p95_s": self.latency(0.95),
+        }
+
+
+@dataclass
 class LLMStats:
     requests: int = 0
     succeeded: int = 0
     failed: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    endpoints: list[EndpointStats] = field(default_factory=list)  # one per URL, in base_url order
 
     def count_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def endpoint_dicts(self) -> list[dict[str, Any]]:
+        return [ep.as_dict() for ep in self.endpoints]
+
+    def endpoint_metrics(self, prefix: str) -> dict[str, float]:
+        """The per-URL numbers flat, for a metrics log: `{prefix}/endpoint/{i}/{name}`, i the URL's
+        place in base_url; latencies are left out until the URL has answered."""
+        return {
+            f"{prefix}/endpoint/{i}/{name}": value
+            for i, ep in enumerate(self.endpoints)
+            for name, value in ep.as_dict().items()
+            if name != "url" and value is not None
+        }
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """The wait a `Retry-After` header asks for (delta-seconds or an HTTP date), capped at
+    RETRY_AFTER_MAX; None when there is none or it cannot be read."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+@dataclass
+class _Attempt:
+    """One attempt's outcome: the answer, or the error and what it says about the URL."""
+
+    text: str | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    status: int | None = None
+    retryable: bool = True  # worth another attempt
+    fault: bool = False  # the URL's fault: it leaves the rotation for a while
+    retry_after: float | None = None  # seconds the server asked to be left alone (429/503)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Upstream:
+    """One URL's place in the rotation."""
+
+    index: int
+    stats: EndpointStats
+    out_until: float = 0.0  # clock time before which it gets no attempt
+    cooldown: float = 0.0  # its last time out for a fault; 0 once it has answered again
+
+
+class _Pool:
+    """Which URL gets the next attempt, and which are out of the rotation until when.
+
+    Shared by every event loop that uses the client (a dead replica is dead for all of them), so a
+    thread lock guards it; it is never held across an await.
+    """
+
+    def __init__(self, urls: list[str], clock: Callable[[], float] = time.monotonic):
+        self.upstreams = [_Upstream(i, EndpointStats(url)) for i, url in enumerate(urls)]
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._turn = 0
+
+    def take(self, avoid: _Upstream | None = None) -> _Upstream | None:
+        """The URL in rotation, other than `avoid`, with the fewest attempts in flight (ties in
+        turn), booked as sent; None when there is none."""
+        now = self._clock()
+        with self._lock:
+            ready = [u for u in self.upstreams if u.out_until <= now and u is not avoid]
+            if not ready:
+                return None
+            fewest = min(u.stats.in_flight for u in ready)
+            ties = [u for u in ready if u.stats.in_flight == fewest]
+            up = ties[self._turn % len(ties)]
+            self._turn += 1
+            up.stats.in_flight += 1
+            up.stats.requests += 1
+            return up
+
+    async def acquire(self) -> _Upstream:
+        """A URL for an attempt; when every one is out, wait (spending no attempt) for the earliest back."""
+        while (up := self.take()) is None:
+            await asyncio.sleep(max(0.0, min(u.out_until for u in self.upstreams) - self._clock()))
+        return up
+
+    def done(self, up: _Upstream, attempt: _Attempt | None, seconds: float) -> None:
+        """Book the end of an attempt (None: cancelled). A fault takes the URL out, unless it is the
+        only one (nowhere else to send; the backoff spaces its retries) or already out (attempts
+        sent before it left end one by one: the cooldown grows once per return, not per attempt);
+        a Retry-After keeps it out at least that long."""
+        now = self._clock()
+        with self._lock:
+            up.stats.in_flight -= 1
+            if attempt is None:
+                return
+            if attempt.ok:
+                up.stats.latencies.append(seconds)
+                up.cooldown = 0.0
+                return
+            up.stats.failures += 1
+            back = now + (attempt.retry_after or 0.0)
+            if attempt.fault and len(self.upstreams) > 1 and up.out_until <= now:
+                up.cooldown = min(COOLDOWN_MAX, 2 * up.cooldown) if up.cooldown else COOLDOWN_FIRST
+                back = max(back, now + up.cooldown)
+            if back > max(up.out_until, now):
+                up.stats.taken_out += up.out_until <= now
+                up.out_until = back
 
 
 def _api_key(env_name: str) -> str:
@@ -149,10 +333,11 @@ def redact(text: str, secret: str) -> str:
 
 
 class LLMClient:
-    """Concurrent, retrying, never-raising chat completions.
+    """Concurrent, retrying, never-raising chat completions over one or more URLs.
 
-    Safe to use from several event loops (TRL runs async rewards on its own loop): the underlying
-    HTTP client and the semaphore are created per loop.
+    Safe to use from several event loops (TRL runs async rewards on its own loop): the HTTP
+    clients (one per URL) and the semaphore (over all URLs) are created per loop; the rotation
+    and the telemetry are shared.
     """
 
     def __init__(
@@ -169,23 +354,23 @@ class LLMClient:
         self.model = config.model or default_model
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.stats = LLMStats()
+        self._pool = _Pool(config.base_url)
+        self.stats = LLMStats(endpoints=[up.stats for up in self._pool.upstreams])
         self._mode: Structured = "vllm" if config.structured == "auto" else config.structured
-        self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
+        self._per_loop: dict[int, tuple[list[Any], asyncio.Semaphore]] = {}
 
-    def _resources(self) -> tuple[Any, asyncio.Semaphore]:
+    def _resources(self) -> tuple[list[Any], asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         res = self._per_loop.get(id(loop))
         if res is None:
             from openai import AsyncOpenAI
 
-            client = AsyncOpenAI(
-                base_url=self.config.base_url[0],
-                api_key=_api_key(self.config.api_key_env),
-                timeout=self.config.timeout,
-                max_retries=0,
-            )
-            res = (client, asyncio.Semaphore(self.config.concurrency))
+            key = _api_key(self.config.api_key_env)
+            clients = [
+                AsyncOpenAI(base_url=url, api_key=key, timeout=self.config.timeout, max_retries=0)
+                for url in self.config.base_url
+            ]
+            res = (clients, asyncio.Semaphore(self.config.concurrency))
             self._per_loop[id(loop)] = res
         return res
 
@@ -236,12 +421,9 @@ class LLMClient:
         seed: int | None,
         require_complete: bool,
     ) -> ChatResult:
-        import openai
-        from openai.types.chat import ChatCompletion
-
         key = _api_key(self.config.api_key_env)
         try:
-            client, semaphore = self._resources()
+            clients, semaphore = self._resources()
         except Exception as exc:  # e.g. no file descriptors left: a failed request, not a crash
             self.stats.requests += 1
             self.stats.failed += 1
@@ -258,53 +440,84 @@ class LLMClient:
             body["seed"] = seed
         self.stats.requests += 1
         attempts = 0
-        last_error, last_status = "no attempt made", None
+        last = _Attempt(error="no attempt made")
+        failed_at: _Upstream | None = None
         async with semaphore:
             while attempts <= self.config.max_retries:
                 if attempts:
                     self.stats.retries += 1
-                    await asyncio.sleep(self._delay(attempts))
+                # a retry goes at once to another URL in rotation: the backoff is there to spare
+                # one struggling server, and Retry-After and the cooldowns are kept by the pool
+                up = self._pool.take(avoid=failed_at)
+                if up is None:
+                    if attempts:
+                        await asyncio.sleep(self._delay(attempts))
+                    up = await self._pool.acquire()
                 attempts += 1
+                started = time.monotonic()
                 try:
-                    # `post` skips the SDK's typed transformation of the request (about 2 ms of CPU per
-                    # call for a few-shot judge prompt); the body is plain JSON already
-                    resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-                    choice = resp.choices[0] if resp.choices else None
-                    text = choice.message.content if choice is not None else None
-                    if text is None:
-                        raise _EmptyCompletion("the server returned no message content")
-                    if require_complete and choice.finish_reason == "length":
-                        last_error, last_status = truncated_error(body["max_tokens"]), None
-                        self.stats.count_error("truncated")
-                        continue
-                    self.stats.succeeded += 1
-                    return ChatResult(text, attempts=attempts, finish_reason=choice.finish_reason)
-                except asyncio.CancelledError:
+                    outcome = await self._attempt(clients[up.index], body, require_complete)
+                except BaseException:  # cancelled: the URL's in-flight count must come down all the same
+                    self._pool.done(up, None, 0.0)
                     raise
-                except openai.APIStatusError as exc:
-                    last_status = exc.status_code
-                    last_error = f"HTTP {exc.status_code}: {_short(_error_message(exc))}"
-                    self.stats.count_error(f"http_{exc.status_code}")
-                    if exc.status_code not in RETRYABLE_STATUS:
-                        break
-                except openai.APITimeoutError:
-                    last_error, last_status = f"timed out after {self.config.timeout:g}s", None
-                    self.stats.count_error("timeout")
-                except openai.APIConnectionError as exc:
-                    cause = exc.__cause__ or exc
-                    last_error, last_status = (
-                        f"connection error: {_short(str(cause) or type(cause).__name__)}",
-                        None,
-                    )
-                    self.stats.count_error("connection")
-                except Exception as exc:  # malformed JSON, truncated bodies, missing fields
-                    last_error, last_status = f"bad response: {type(exc).__name__}: {_short(str(exc))}", None
-                    self.stats.count_error("bad_response")
+                self._pool.done(up, outcome, time.monotonic() - started)
+                if outcome.ok:
+                    self.stats.succeeded += 1
+                    return ChatResult(outcome.text, attempts=attempts, finish_reason=outcome.finish_reason)
+                last, failed_at = outcome, up
+                if not outcome.retryable:
+                    break
         self.stats.failed += 1
-        cut = "length" if last_error == truncated_error(body["max_tokens"]) else None
         return ChatResult(
-            None, error=redact(last_error, key), status=last_status, attempts=attempts, finish_reason=cut
+            None,
+            error=redact(last.error or "", key),
+            status=last.status,
+            attempts=attempts,
+            finish_reason=last.finish_reason,
         )
+
+    async def _attempt(self, client: Any, body: dict[str, Any], require_complete: bool) -> _Attempt:
+        """One request to one URL: the answer, or the error and whether it was the URL's fault."""
+        import openai
+        from openai.types.chat import ChatCompletion
+
+        try:
+            # `post` skips the SDK's typed transformation of the request (about 2 ms of CPU per
+            # call for a few-shot judge prompt); the body is plain JSON already
+            resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            choice = resp.choices[0] if resp.choices else None
+            text = choice.message.content if choice is not None else None
+            if text is None:
+                raise _EmptyCompletion("the server returned no message content")
+            if require_complete and choice.finish_reason == "length":
+                self.stats.count_error("truncated")
+                return _Attempt(error=truncated_error(body["max_tokens"]), finish_reason="length")
+            return _Attempt(text=text, finish_reason=choice.finish_reason)
+        except openai.APIStatusError as exc:
+            code = exc.status_code
+            self.stats.count_error(f"http_{code}")
+            retryable = code in RETRYABLE_STATUS
+            return _Attempt(
+                error=f"HTTP {code}: {_short(_error_message(exc))}",
+                status=code,
+                retryable=retryable,
+                fault=retryable,  # any other 4xx is the request's fault, not the URL's
+                retry_after=retry_after_seconds(exc.response.headers.get("retry-after"))
+                if code in (429, 503)
+                else None,
+            )
+        except openai.APITimeoutError:
+            self.stats.count_error("timeout")
+            return _Attempt(error=f"timed out after {self.config.timeout:g}s", fault=True)
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            self.stats.count_error("connection")
+            return _Attempt(
+                error=f"connection error: {_short(str(cause) or type(cause).__name__)}", fault=True
+            )
+        except Exception as exc:  # malformed JSON, truncated bodies, missing fields
+            self.stats.count_error("bad_response")
+            return _Attempt(error=f"bad response: {type(exc).__name__}: {_short(str(exc))}")
 
     def _delay(self, retry: int) -> float:
         base = min(BACKOFF_MAX, self.config.backoff * 2 ** (retry - 1))

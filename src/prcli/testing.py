@@ -2,10 +2,11 @@
 
 It answers `POST /v1/chat/completions` with a reply computed from the request (by default a judge
 answer that marks every annotation as present) and can be told, per request, to fail in the ways
-real servers do: HTTP 500/429/400, hanging past the client's timeout, dropping the connection,
+real servers do: HTTP 500/503/429/400, hanging past the client's timeout, dropping the connection,
 malformed JSON, a truncated body, no choices, or an answer cut at `max_tokens` (`length`: the first
-half of the reply, finish_reason "length"). `latency` and `capacity` model a server that takes
-a fixed time per request and serves a limited number at once (the judge-client benchmark).
+half of the reply, finish_reason "length"); 429 and 503 carry `Retry-After` when `retry_after` is
+set. `latency` and `capacity` model a server that takes a fixed time per request and serves a
+limited number at once (the judge-client benchmarks). Each request's arrival time is recorded.
 
     python -m prcli.testing --port 8011 --latency 0.05 --capacity 64
 """
@@ -16,14 +17,31 @@ import argparse
 import contextlib
 import json
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODES = ("ok", "500", "429", "400", "401", "422", "hang", "drop", "malformed", "truncated", "empty", "length")
+MODES = (
+    "ok",
+    "500",
+    "503",
+    "429",
+    "400",
+    "401",
+    "422",
+    "hang",
+    "drop",
+    "malformed",
+    "truncated",
+    "empty",
+    "length",
+)
 
 Reply = Callable[[dict[str, Any]], str]
 
@@ -33,6 +51,13 @@ def all_present(request: dict[str, Any]) -> str:
     text = str(request["messages"][-1]["content"])
     n = len(set(re.findall(r"<info(\d+)>", text)))
     return "\n".join(f"<info{k}>1</info{k}>" for k in range(1, n + 1)) or "ok"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # the default listen backlog of 5 turns a client's burst of new connections (one per request
+    # in flight) into connection errors, which a real server's backlog (uvicorn: 2048) would queue
+    request_queue_size = 1024
 
 
 class FaultServer:
@@ -48,6 +73,7 @@ class FaultServer:
         capacity: int | None = None,
         hang_seconds: float = 30.0,
         die_after: int | None = None,
+        retry_after: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -60,14 +86,16 @@ class FaultServer:
         self.latency = latency
         self.hang_seconds = hang_seconds
         self.die_after = die_after  # after this many requests every connection is dropped: a crashed server
+        self.retry_after = retry_after  # the Retry-After header of 429 and 503 answers, in seconds
         self._capacity = threading.BoundedSemaphore(capacity) if capacity else None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # per request, in the order they arrived (the lists line up)
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str] = []  # the Authorization header of each request
+        self.arrivals: list[float] = []  # time.monotonic() when it arrived
         self.modes_served: list[str] = []
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _HTTPServer((host, port), self._handler())
         self._thread: threading.Thread | None = None
 
     @property
@@ -75,8 +103,12 @@ class FaultServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def next_mode(self) -> str:
+    def admit(self, body: dict[str, Any], auth: str) -> str:
+        """Record a request and choose how to answer it (one lock: the record lists line up)."""
         with self._lock:
+            self.arrivals.append(time.monotonic())
+            self.requests.append(body)
+            self.auth.append(auth)
             if self.die_after is not None and len(self.modes_served) >= self.die_after:
                 mode = "drop"
             else:
@@ -95,6 +127,9 @@ class FaultServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body are written apart: with Nagle's algorithm on, the body waits for the
+            # client's delayed ACK of the headers, 40 ms on Linux (uvicorn, under vLLM, sets it off too)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -108,10 +143,7 @@ class FaultServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                with server._lock:
-                    server.requests.append(body)
-                    server.auth.append(self.headers.get("Authorization", ""))
-                mode = server.next_mode()
+                mode = server.admit(body, self.headers.get("Authorization", ""))
                 if server._capacity is not None:
                     with server._capacity:
                         self._serve(mode, body)
@@ -142,8 +174,12 @@ class FaultServer:
                 if mode == "400":
                     self._send(400, {"error": {"message": "injected 400: maximum context length exceeded"}})
                     return
-                if mode in ("500", "429"):
-                    self._send(int(mode), {"error": {"message": f"injected {mode}", "type": "injected"}})
+                if mode in ("500", "503", "429"):
+                    headers = {}
+                    if mode != "500" and server.retry_after is not None:
+                        headers["Retry-After"] = f"{server.retry_after:g}"
+                    error = {"error": {"message": f"injected {mode}", "type": "injected"}}
+                    self._send(int(mode), error, headers)
                     return
                 if mode == "malformed":
                     self._send_raw(200, b'{"id": "x", "choices": [ {"message": ')
@@ -168,13 +204,15 @@ class FaultServer:
                     return
                 self._send(200, _completion(server.reply(body), body))
 
-            def _send(self, status: int, obj: dict[str, Any]) -> None:
-                self._send_raw(status, json.dumps(obj).encode())
+            def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                self._send_raw(status, json.dumps(obj).encode(), headers)
 
-            def _send_raw(self, status: int, payload: bytes) -> None:
+            def _send_raw(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -210,30 +248,39 @@ def _completion(text: str, request: dict[str, Any], finish_reason: str = "stop")
     }
 
 
-@contextlib.contextmanager
-def server_process(latency: float = 0.0, capacity: int | None = None) -> Iterator[str]:
-    """A FaultServer in its own process (so its CPU is not the caller's); yields its base URL."""
-    import socket
-    import subprocess
-    import sys
+class ServerProcess:
+    """A FaultServer in its own process (so its CPU is not the caller's), for benchmarks:
+    `with ServerProcess(latency, capacity) as srv: srv.base_url`; `srv.kill()` crashes it."""
 
-    from prcli.llm import wait_for_server
+    def __init__(self, latency: float = 0.0, capacity: int | None = None):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._cmd = [sys.executable, "-m", "prcli.testing", "--port", str(port), "--latency", str(latency)]
+        if capacity:
+            self._cmd += ["--capacity", str(capacity)]
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "prcli.testing", "--port", str(port), "--latency", str(latency)]
-    if capacity:
-        cmd += ["--capacity", str(capacity)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        if not wait_for_server(base_url, timeout=30):
+    def __enter__(self) -> ServerProcess:
+        from prcli.llm import wait_for_server
+
+        self._proc = subprocess.Popen(self._cmd, stdout=subprocess.DEVNULL)
+        if not wait_for_server(self.base_url, timeout=30):
+            self.__exit__()
             raise RuntimeError("the fake server did not start")
-        yield base_url
-    finally:
-        proc.terminate()
-        proc.wait()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed replica: its connections are reset and its port refuses new ones."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

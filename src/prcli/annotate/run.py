@@ -124,6 +124,8 @@ class AnnotateSummary:
     mean_annotations: float | None
     drop_reasons: dict[str, int] = field(default_factory=dict)
     cache_hits: int = 0
+    # per role that asks a server (teacher, extractor): per URL requests, failures, latency, ...
+    endpoints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: float = 0.0
     dropped_path: Path | None = None
     failed_path: Path | None = None
@@ -393,6 +395,11 @@ def run_annotate(
         mean_annotations=n_annotations / n_kept if n_kept else None,
         drop_reasons=dict(reasons),
         cache_hits=annotator.counts["cache_hits"],
+        endpoints={
+            role: backend.stats.endpoint_dicts()
+            for role, backend in (("teacher", annotator.teacher), ("extractor", annotator.extractor))
+            if isinstance(backend, LLMClient)
+        },
         seconds=time.monotonic() - started,
         dropped_path=dropped_path if reasons else None,
         failed_path=failed_path if failed else None,

@@ -15,6 +15,7 @@ from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
 from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
+from prcli.llm import LLMClient
 from prcli.records import Record, Response
 from prcli.runs import settings_hash, sibling
 
@@ -163,6 +164,9 @@ def run_judge(
     stats = judge.stats.as_dict()
     if judge.cache is not None:
         stats["cache_entries"] = len(judge.cache)
+    client = getattr(judge, "client", None)
+    if isinstance(client, LLMClient):  # a server's judge: per-URL requests, failures, latency
+        stats["endpoints"] = client.stats.endpoint_dicts()
     judge.close()
     return JudgeSummary(
         out=config.out,
