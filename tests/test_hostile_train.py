@@ -104,6 +104,10 @@ def test_a_judge_that_fails_after_the_first_step_does_not_stop_training(
     assert [r["step"] for r in rows] == [1, 2]
     assert [r["judge/failures"] for r in rows] == [0.0, 8.0] and rows[1]["judge/failure_rate"] == 1.0
     assert rows[1]["rewards/perception/mean"] is None  # skipped, not counted as zeros
+    # the judge URL's traffic, as the client saw it: 8 answered, then 8 x (1 + 1 retry) failed attempts
+    assert rows[0]["judge/endpoint/0/requests"] == 8 and rows[0]["judge/endpoint/0/failures"] == 0
+    assert rows[1]["judge/endpoint/0/requests"] == 24 and rows[1]["judge/endpoint/0/failures"] == 16
+    assert rows[1]["judge/endpoint/0/p95_s"] >= rows[1]["judge/endpoint/0/p50_s"] > 0
 
 
 # ----------------------------------------------------------------------------- resume

@@ -231,13 +231,18 @@ def test_pr_judge_over_two_base_urls(tmp_path: Path) -> None:
     out = tmp_path / "judgements.jsonl"
     with FaultServer() as a, FaultServer() as b:
         args = ["judge", str(responses), "-o", str(out), "--backend", "openai", "--model", "judge"]
-        args += ["--base-url", a.base_url, "--base-url", b.base_url, "--no-cache", "--json"]
-        result = CliRunner().invoke(app, args)
+        args += ["--base-url", a.base_url, "--base-url", b.base_url, "--no-cache"]
+        result = CliRunner().invoke(app, [*args, "--json"])
+        served = len(a.requests), len(b.requests)
+        table = CliRunner().invoke(app, [*args, "--overwrite"])  # the human summary has the URLs too
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["score"] for line in out.read_text().splitlines()] == [1.0] * 6
-    assert len(a.requests) > 0 and len(b.requests) > 0 and len(a.requests) + len(b.requests) == 6
+    assert served[0] > 0 and served[1] > 0 and sum(served) == 6
     endpoints = json.loads(result.stdout)["stats"]["endpoints"]
     assert [(e["url"], e["requests"], e["failures"]) for e in endpoints] == [
-        (a.base_url, len(a.requests), 0),
-        (b.base_url, len(b.requests), 0),
+        (a.base_url, served[0], 0),
+        (b.base_url, served[1], 0),
     ]
+    assert table.exit_code == 0 and "judge endpoints" in table.output
+    ports = [s.base_url.split(":")[-1].split("/")[0] for s in (a, b)]
+    assert all(port in table.output for port in ports)

@@ -15,7 +15,17 @@ from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.train import TrainConfig
-from prcli.ui import console, fail, handle_errors, print_json, retry_failed, say_redone, table, with_progress
+from prcli.ui import (
+    console,
+    endpoints_table,
+    fail,
+    handle_errors,
+    print_json,
+    retry_failed,
+    say_redone,
+    table,
+    with_progress,
+)
 
 app = typer.Typer(
     name="pr",
@@ -90,6 +100,8 @@ def annotate_cmd(cfg: AnnotateConfig, json_out: bool = False) -> None:
                 ],
             )
         )
+        for role, endpoints in summary.endpoints.items():
+            console.print(endpoints_table(f"{role} endpoints", endpoints))
         console.print(f"annotated: [bold]{summary.out}[/]   dropped: {reasons}")
         say_redone(summary.redone, "problem(s)")
     if summary.failed:
@@ -202,6 +214,8 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
                 ],
             )
         )
+        if st.get("endpoints"):
+            console.print(endpoints_table("judge endpoints", st["endpoints"]))
         console.print(f"judgements: [bold]{summary.out}[/]")
         say_redone(summary.redone, "judgement(s)")
     if summary.failed:

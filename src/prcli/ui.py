@@ -114,6 +114,13 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     return t
 
 
+def endpoints_table(title: str, endpoints: list[dict[str, Any]]) -> Table:
+    """Per-URL traffic and health of an LLM connection (`prcli.llm.EndpointStats`)."""
+    columns = ["url", "requests", "failures", "taken out", "p50 s", "p95 s"]
+    keys = ["url", "requests", "failures", "taken_out", "p50_s", "p95_s"]
+    return table(title, columns, [[ep.get(k) for k in keys] for ep in endpoints])
+
+
 def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"

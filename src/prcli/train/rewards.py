@@ -11,6 +11,7 @@ from typing import Any
 
 from prcli.errors import StageError
 from prcli.judge.core import Judge, JudgeItem
+from prcli.llm import LLMClient
 from prcli.rewards import REWARD_NAMES, answer_content, format_reward, repetition_penalty
 from prcli.train.processes import main_process, sum_over_processes
 from prcli.verify import VerifierPool
@@ -206,6 +207,10 @@ class BatchRewards:
             log_metric("judge/cache_hits", float(hits))
             log_metric("judge/seconds", self._judge_seconds)  # the batch's judging, beside verification
             log_metric("verifier/timeouts", float(timeouts))
+            client = getattr(self.judge, "client", None)
+            if isinstance(client, LLMClient):  # per judge URL, as this process sees it (cumulative)
+                for name, value in client.stats.endpoint_metrics("judge").items():
+                    log_metric(name, float(value))
         state = kwargs.get("trainer_state")
         step = int(getattr(state, "global_step", 0) or 0)
         if self.samples_path is not None and self.samples_per_step and step % self.sample_every == 0:
