@@ -14,6 +14,7 @@ from prcli.demo import DemoConfig
 from prcli.eval.run import EvalConfig
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
+from prcli.report import ReportConfig
 from prcli.train import TrainConfig
 from prcli.ui import (
     console,
@@ -338,6 +339,29 @@ def mcnemar_cmd(cfg: McNemarConfig, json_out: bool = False) -> None:
                 ],
             )
         )
+
+
+@app.command("report")
+@handle_errors
+@config_command(ReportConfig, positional=("eval_dirs",), short={"out": "-o"})
+def report_cmd(cfg: ReportConfig, json_out: bool = False) -> None:
+    """One models x benchmarks table from several `pr eval` folders, like the paper's Table 1.
+
+    Each cell: accuracy, protocol, a mark when scored on a subset; other rows add the difference to
+    --baseline and McNemar's p where both scored the same items. Writes OUT/report.md, .tex, .png, .json.
+    """
+    from prcli.report import table_rows, write_report
+
+    report, paths = write_report(cfg)
+    if json_out:
+        print_json(report.as_dict())
+        return
+    header, rows = table_rows(report)
+    grid = list(zip(header, *rows, strict=True))  # benchmarks down, models across: fits a terminal
+    console.print(table("pr report", ["", *grid[0][1:]], grid[1:]), markup=False)
+    for note in report.notes():
+        console.print(note, markup=False)
+    console.print("wrote " + ", ".join(str(p) for p in paths), markup=False)
 
 
 @app.command("demo")
