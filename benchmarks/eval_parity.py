@@ -2,9 +2,10 @@
 
     python benchmarks/eval_parity.py            # prints a markdown report
 
-For MathVista it scores each output twice: its official GPT `extraction` as the response (the
-official normaliser and comparator must reproduce `true_false`), and the full `response` with the
-rule-based extractor standing in for GPT extraction (how often the two verdicts agree). For EMMA,
+For MathVista it scores each output twice: its official GPT `extraction` through the official
+normaliser and comparator (`score_extracted`, the `official` protocol's second half: it must reproduce
+`true_false`), and the full `response` with the rule-based extractor standing in for GPT extraction
+(how often the two verdicts agree; "no answer": responses the rules find no answer in). For EMMA,
 MMMU and MMMU-Pro it scores the full responses with the official rule-based parsers.
 """
 
@@ -26,26 +27,27 @@ def verdict(value: object) -> bool:
 def mathvista() -> list[str]:
     bench = get_benchmark("mathvista")
     lines = [
-        "| model | official accuracy | extraction -> same verdict | full response, rules -> same verdict | rules accuracy |",
-        "|---|---|---|---|---|",
+        "| model | official accuracy | extraction -> same verdict | full response, rules -> same verdict | rules accuracy | rules: no answer |",
+        "|---|---|---|---|---|---|",
     ]
     for model in ("bard", "gpt4_2shot_solution", "llava_llama_2_13b"):
         path = DATA / "mathvista" / "outputs" / model / "output.json"
         outputs = json.loads(path.read_text())
         samples = {s.id: s for s in bench.load(path, decode_images=False)}
-        same_x = same_r = rules_correct = official = 0
+        same_x = same_r = rules_correct = official = no_answer = 0
         for pid, o in outputs.items():
             task = bench.score_input(samples[pid])
             off = verdict(o["true_false"])
             official += off
-            same_x += bench.score(task, o["extraction"])["correct"] == off
-            ours = bench.score(task, o["response"])["correct"]
-            same_r += ours == off
-            rules_correct += ours
+            same_x += bench.score_extracted(task, o["extraction"])["correct"] == off
+            ours = bench.score(task, o["response"])
+            same_r += ours["correct"] == off
+            rules_correct += ours["correct"]
+            no_answer += ours["prediction"] is None
         n = len(outputs)
         lines.append(
             f"| {model} | {100 * official / n:.1f} | {same_x}/{n} ({100 * same_x / n:.1f}%) | "
-            f"{same_r}/{n} ({100 * same_r / n:.1f}%) | {100 * rules_correct / n:.1f} |"
+            f"{same_r}/{n} ({100 * same_r / n:.1f}%) | {100 * rules_correct / n:.1f} | {no_answer} |"
         )
     return lines
 

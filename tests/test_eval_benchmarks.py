@@ -12,7 +12,7 @@ import eval_fixtures as fx
 from prcli.cli import app
 from prcli.errors import StageError
 from prcli.eval import BENCHMARKS, get_benchmark
-from prcli.eval.extract import choice_letter, extract_answer, last_boxed
+from prcli.eval.extract import choice_letter, extract_answer, last_boxed, letter_like, mentioned_option
 from prcli.testing import FaultServer
 
 runner = CliRunner()
@@ -58,6 +58,67 @@ def test_generic_extraction() -> None:
     assert last_boxed("\\boxed{a{b}c}") == "a{b}c" and last_boxed("\\boxed{unbalanced") is None
     assert choice_letter("(B) 12", ["10", "12"]) == "B" and choice_letter("12", ["10", "12"]) == "B"
     assert choice_letter("Z", ["a", "b"]) is None
+
+
+@pytest.mark.parametrize(
+    ("response", "text"),
+    [
+        ("Adding the two angles gives 93. The correct option is B.", "B"),
+        ("Comparing the bars, the answer is (B)", "(B)"),
+        ("Comparing the bars...\nChoice: C", "C"),
+        ("45 + 48 = 93, so the answer is\n\nB", "B"),
+        ("Adding the two angles gives 93.\n\nB", "B"),  # a bare trailing letter
+        ("Adding the two angles gives 93.\n\n**(B)**", "B"),
+        ("So the correct option is therefore **(A)**.", "(A)"),
+        ("**Answer**: D", "D"),
+        ("所以，答案是 A (5)。", "A (5)"),
+        ("The best option is C, Opposite.", "C, Opposite"),
+    ],
+)
+def test_extraction_finds_common_commitments(response: str, text: str) -> None:
+    ex = extract_answer(response)
+    assert ex.text == text and ex.decided
+
+
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        ("B", "B"),
+        ("B.", "B"),
+        ("(B)", "B"),
+        ("(B) 93", "B"),
+        ("B) a dog", "B"),
+        ("B: a dog", "B"),
+        ("**B.**", "B"),
+        ("option B is right", "B"),
+        ("A (5)", "A"),
+        ("C, Opposite", "C"),
+        ("A triangle has three sides", None),  # prose, not option A
+        ("I think it is the first one", None),  # prose, not option I
+        ("I, for one, cannot tell", None),
+        ("Because it is a dog", None),  # the official first-character rule would read B
+        ("Based on the image, it is red", None),
+        ("A, B and C are all wrong", None),
+        ("K", None),  # not one of the options
+    ],
+)
+def test_only_letter_like_text_names_an_option_letter(text: str, letter: str | None) -> None:
+    assert letter_like(text, "ABCDEFGHIJ") == letter
+
+
+def test_prose_that_opens_with_a_capital_is_not_a_committed_letter() -> None:
+    """No new false positives: a last line or answer slot of prose is not an option letter."""
+    assert extract_answer("A triangle has three sides.\nI think so").method == "raw"
+    assert extract_answer("The answer is a triangle").text == "a triangle"
+    assert choice_letter("a triangle", ["a square", "a triangle"]) == "B"  # the option's text
+    assert choice_letter("A triangle", ["1", "2", "3"]) is None
+    assert choice_letter("I think", None, letters="ABCDEFGHIJ") is None
+    assert choice_letter("A triangle", ["A", "B", "C"]) is None  # options that are letters: only exactly
+    assert mentioned_option("a triangle at B", ["A", "B", "C"]) is None
+    assert choice_letter("9.5 cm", ["9", "9.5"]) == "B" and choice_letter("12", ["1", "2"]) is None
+    assert mentioned_option("The wettest month is May.", ["August", "April", "May"]) == "C"
+    assert mentioned_option("It is May, not April.", ["August", "April", "May"]) is None  # two named
+    assert mentioned_option("the white one", ["one", "white one"]) == "B"  # "one" is inside "white one"
 
 
 def test_mathvista_fixture(tmp_path: Path) -> None:
@@ -183,6 +244,34 @@ def test_mmmu_pro_fixture_and_mean_of_settings(tmp_path: Path) -> None:
     )
     assert summary["settings"] == {"standard10": 66.67, "vision": 100.0}
     assert summary["accuracy"] == round((66.67 + 100.0) / 2, 2) and summary["pooled_accuracy"] == 75.0
+    assert summary["headline"] == "mean_of_settings"
+    one = bench.aggregate(
+        [{"correct": True, "setting": "standard10"}, {"correct": False, "setting": "standard10"}]
+    )
+    assert (one["accuracy"], one["headline"]) == (50.0, "standard10")  # never called the two-setting mean
+
+
+def test_mmmu_pro_limit_takes_both_settings(tmp_path: Path) -> None:
+    """`--limit N` keeps the first N items: they must come from both settings, not N standard ones."""
+    options = str([f"o{i}" for i in range(10)])
+    rows = [
+        {"id": f"q{i}", "bench": "mmmu_pro", "subset": setting, "images": [], "image_tokens": None,
+         "raw": {"id": f"q{i}", "question": "Which?", "options": options, "answer": "A", "subject": "Art"}}
+        for setting in ("standard10", "vision") for i in range(3)
+    ]  # fmt: skip
+    path = tmp_path / "mmmu_pro.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps({"id": f"q{i}:{s}", "response": "Answer: A"}) + "\n"
+                                   for s in ("standard10", "vision") for i in range(3)))  # fmt: skip
+    ids = [s.id for s in get_benchmark("mmmu_pro").load(path, decode_images=False)]
+    assert ids[:4] == ["q0:standard10", "q0:vision", "q1:standard10", "q1:vision"] and len(ids) == 6
+    args = ["eval", "-b", "mmmu_pro", "--data", str(path), "--predictions", str(predictions), "--json"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "out"), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["settings"] == {"standard10": 100.0, "vision": 100.0}
+    assert summary["headline"] == "mean_of_settings" and summary["n"] == 2
 
 
 def test_mmstar_fixture(tmp_path: Path) -> None:
@@ -198,6 +287,37 @@ def test_mmstar_fixture(tmp_path: Path) -> None:
     assert not score("mmstar", s1, "A lot of things")["correct"]
 
 
+@pytest.mark.parametrize(
+    ("response", "prediction", "method"),
+    [
+        ("B", "B", "last_line"),
+        ("b", "B", "official_rule"),  # the official rule ignores case
+        ("(B) a dog", "B", "official_rule"),
+        ("B. a dog", "B", "official_rule"),
+        ("B: a dog", "B", "official_rule"),
+        ("B) a dog", "B", "official_rule"),
+        ("option B", "B", "official_rule"),
+        ("<answer>B</answer>", "B", "answer_tag"),
+        ("The correct option is B.", "B", "phrase"),
+        ("<answer>a dog</answer>", "B", "answer_tag"),  # the option's own text
+        ("Based on the image, it is a dog.", "B", "option_text"),  # prose naming one option
+        ("I see fur and a tail.\n\nB", "B", "last_line"),
+        # the official first-character rule would count each of these as B
+        ("<answer>Because it is a cat</answer>", "A", "answer_tag"),
+        ("<answer>Because of the lighting</answer>", None, "unmatched"),
+        ("Based on the image, there is an animal.", None, "raw"),
+        ("Because of the lighting, I cannot tell.", None, "raw"),
+    ],
+)
+def test_mmstar_reads_the_first_letter_only_of_letter_like_answers(
+    tmp_path: Path, response: str, prediction: str | None, method: str
+) -> None:
+    s0, _ = get_benchmark("mmstar").load(fx.mmstar(tmp_path))  # answer B: "a dog"
+    result = score("mmstar", s0, response)
+    assert (result["prediction"], result["method"]) == (prediction, method)
+    assert result["correct"] is (prediction == "B")
+
+
 def test_emma_fixture(tmp_path: Path) -> None:
     bench = get_benchmark("emma")
     m, c = bench.load(fx.emma(tmp_path))
@@ -208,8 +328,26 @@ def test_emma_fixture(tmp_path: Path) -> None:
     assert text_of(bench.prompt_parts(m, "official")).endswith(
         'put the letter in one "\\boxed{}". Please solve the problem step by step.'
     )
+    # configs/gpt.yaml: a blank line between the options and the instruction
+    assert "\nC: C\n\nAnswer with the option's letter" in text_of(bench.prompt_parts(m, "official"))
+    assert text_of(bench.prompt_parts(c, "official")).endswith(
+        'How many carbons?\nAnswer the question using a single word or phrase and put the answer in one "\\boxed{}". '
+        "Please solve the problem step by step."
+    )
     assert score("emma", m, "Final Answer: The final answer is $\\boxed{B}$")["correct"]
     assert score("emma", c, "\\boxed{6}")["correct"] and not score("emma", c, "\\boxed{7}")["correct"]
+
+
+def test_official_decoding_is_offered_where_the_runner_samples(tmp_path: Path) -> None:
+    """EMMA's runner samples open models at temperature 0.7: that is its `official` decoding, keyed
+    like `EvalConfig.decoding`; greedy stays the default, and benchmarks run greedily offer nothing."""
+    from prcli.eval.run import EvalConfig
+
+    emma = get_benchmark("emma")
+    assert emma.official_decoding == {"temperature": 0.7, "max_new_tokens": 4096}
+    decoding = EvalConfig(bench="emma", model="m", out=tmp_path).decoding
+    assert decoding["temperature"] == 0 and set(emma.official_decoding) <= set(decoding)
+    assert all(get_benchmark(name).official_decoding == {} for name in BENCHMARKS if name != "emma")
 
 
 def test_normalised_jsonl_with_image_files(tmp_path: Path) -> None:
@@ -355,7 +493,7 @@ def test_answer_judge_decides_what_rules_cannot(tmp_path: Path) -> None:
     data = fx.mmstar(tmp_path)
     preds = tmp_path / "preds.jsonl"
     preds.write_text(
-        json.dumps({"id": "0", "response": "It is clearly a dog."})
+        json.dumps({"id": "0", "response": "It is clearly a pet."})  # names no option
         + "\n"
         + json.dumps({"id": "1", "response": "\\boxed{D}"})
         + "\n"
@@ -379,7 +517,7 @@ def test_answer_judge_decides_what_rules_cannot(tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         (req,) = srv.requests  # only the undecided item was sent
-        assert "**Response**: It is clearly a dog." in req["messages"][1]["content"]
+        assert "**Response**: It is clearly a pet." in req["messages"][1]["content"]
         assert "**Ground Truth Answer**: B" in req["messages"][1]["content"]
     items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
     assert items[0]["method"] == "llm_judge" and items[0]["correct"] and items[0]["judge_raw"] == "true"
@@ -503,6 +641,42 @@ def test_a_trained_checkpoint_is_evaluated(tiny_model_dir: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n"] == 4 and summary["breakdown"]["category"]["toy"]["total"] == 4
+
+
+MATHVISTA_MC = {
+    "answer": "93",
+    "choices": ["97", "93", "87", "83"],
+    "question_type": "multi_choice",
+    "answer_type": "text",
+    "precision": None,
+}
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "The two angles add up: 45 + 48 = 93, which is not 97. The correct option is B.",
+        "The two angles add up: 45 + 48 = 93, which is not 97. So the answer is (B) 93.",
+        "The two angles add up: 45 + 48 = 93, which is not 97.\nChoice: B",
+        "The two angles add up: 45 + 48 = 93, which is not 97, so the answer is\n\nB",
+        "The two angles add up: 45 + 48 = 93, which is not 97.\n\nB",
+        "The two angles add up to 93 degrees in total.",  # prose naming exactly one choice
+    ],
+)
+def test_mathvista_reads_the_committed_choice_not_the_nearest_to_the_prose(response: str) -> None:
+    from prcli.eval.mathvista import MathVista
+
+    result = MathVista.score(MATHVISTA_MC, response)
+    assert result["prediction"] == "93" and result["correct"]
+
+
+def test_mathvista_prose_without_an_answer_is_undecided_not_a_guess() -> None:
+    from prcli.eval.mathvista import MathVista
+
+    result = MathVista.score(MATHVISTA_MC, "The figure does not show enough to decide; it could be 87 or 97.")
+    assert (result["prediction"], result["method"], result["correct"]) == (None, "raw", False)
+    # an LLM's extraction (the official pipeline) goes through the official normaliser as it is
+    assert MathVista.score_extracted(MATHVISTA_MC, "N/A")["prediction"] in MATHVISTA_MC["choices"]
 
 
 def test_mathvista_reads_numbers_written_with_latex_and_units(tmp_path: Path) -> None:

@@ -31,24 +31,27 @@ def predictions(path: Path, rows: dict[str, str]) -> Path:
 
 
 @pytest.mark.parametrize("model", MATHVISTA_MODELS)
-def test_mathvista_extractions_reproduce_the_official_verdicts_and_scores(model: str, tmp_path: Path) -> None:
+def test_mathvista_extractions_reproduce_the_official_verdicts_and_scores(model: str) -> None:
+    """The official pipeline's second half (`score_extracted`, what the `official` protocol does with
+    an LLM's extraction): GPT's recorded extraction through our normaliser gives every official verdict
+    and the official score file, breakdowns included."""
     outputs = json.loads((DATA / "mathvista" / "outputs" / model / "output.json").read_text())
     official = json.loads((DATA / "mathvista" / "outputs" / model / "scores.json").read_text())
-    preds = predictions(tmp_path / "preds.jsonl", {pid: o["extraction"] for pid, o in outputs.items()})
     # The official score file was computed from the output file's own records, whose metadata is an
     # older version than testmini.json's (653 differ, e.g. in `skills`): score against those records.
-    data = DATA / "mathvista" / "outputs" / model / "output.json"
-    summary = run_eval(
-        "-b", "mathvista", "--data", str(data), "--predictions", str(preds), "-o", str(tmp_path / "out")
-    )
-    items = {i["id"]: i for i in map(json.loads, (tmp_path / "out" / "items.jsonl").read_text().splitlines())}
-    agree = sum(items[pid]["correct"] == (o["true_false"] in (True, "True")) for pid, o in outputs.items())
-    assert agree / len(outputs) >= 0.995, agree
-    # the normalised predictions match too, except where the "extraction" is still prose ("The extracted
-    # answer is 0.") that the official normaliser turns into None and our extractor reads (gpt4_2shot: 16)
+    bench = get_benchmark("mathvista")
+    samples = bench.load(DATA / "mathvista" / "outputs" / model / "output.json", decode_images=False)
+    items = {
+        s.id: {**bench.score_extracted(bench.score_input(s), outputs[s.id]["extraction"]), **s.fields}
+        for s in samples
+    }
+    assert all(items[pid]["correct"] == (o["true_false"] in (True, "True")) for pid, o in outputs.items())
+    # the normalised predictions match too, except integers written as decimals ("3.4"), which this
+    # output file's older normaliser turned into None and the current one truncates (bard 3, llava 4)
     same_prediction = sum(str(items[pid]["prediction"]) == str(o["prediction"]) for pid, o in outputs.items())
-    assert same_prediction / len(outputs) >= 0.98
+    assert same_prediction / len(outputs) >= 0.995
 
+    summary = bench.aggregate(items.values())
     assert summary["n"] == official["average"]["total"]
     assert summary["correct"] == official["average"]["correct"]
     assert f"{summary['accuracy']:.1f}" == official["average"]["accuracy"]
@@ -67,10 +70,12 @@ def test_mathvista_queries_match_the_official_file() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "floor"), [("bard", 0.90), ("gpt4_2shot_solution", 0.83), ("llava_llama_2_13b", 0.84)]
+    ("model", "floor"), [("bard", 0.98), ("gpt4_2shot_solution", 0.865), ("llava_llama_2_13b", 0.895)]
 )
 def test_mathvista_rule_extraction_on_full_responses(model: str, floor: float) -> None:
-    """How often rules on the full response agree with GPT extraction (numbers in benchmarks/RESULTS.md)."""
+    """How often rules on the full response agree with GPT extraction (numbers in benchmarks/RESULTS.md;
+    before the extractor read "The correct option is (A)", "答案是 A (5)" or a last line "B", and
+    before unmarked prose stopped being matched to its nearest choice: 97.8%, 86.3%, 89.4%)."""
     bench = get_benchmark("mathvista")
     samples = {s.id: s for s in bench.load(DATA / "mathvista" / "testmini.json", decode_images=False)}
     outputs = json.loads((DATA / "mathvista" / "outputs" / model / "output.json").read_text())
@@ -117,6 +122,18 @@ def test_mmmu_pro_gpt4o_standard_outputs_score_55(tmp_path: Path) -> None:
     assert summary["n"] == 1730
     assert round(summary["accuracy"], 1) == 55.0
     assert summary["settings"] == {"standard10": summary["accuracy"]}
+    assert summary["headline"] == "standard10"  # one setting scored: not called the two-setting mean
+
+
+def test_emma_prompts_are_the_official_queries() -> None:
+    """The official result file records each item's query: ours must be it, character for character
+    (a blank line between the options and the instruction, as the config's YAML folds it)."""
+    bench = get_benchmark("emma")
+    path = DATA / "emma" / "gemini-2.0-flash-thinking_Math_CoT.json"
+    outputs = json.loads(path.read_text())
+    samples = list(bench.load(path, decode_images=False))
+    assert sum(bool(s.choices) for s in samples) > 50  # multiple-choice items are most of them
+    assert all(bench.official_prompt(s) == outputs[s.id]["query"] for s in samples)
 
 
 def test_emma_result_file_is_reproduced(tmp_path: Path) -> None:
@@ -194,6 +211,10 @@ def test_wemath_metrics_on_a_constructed_full_run(tmp_path: Path) -> None:
     assert fd["RM_strict"] == round(100 * rm_s / (cm_s + rm_s), 2)
     assert fd["score_strict"] == round(100 * (cm_s + 0.5 * ig) / 525, 2)
     assert fd["score_loose"] == round(100 * (cm_l + 0.5 * ig) / 525, 2)
+    # the headline is Score (Strict), as the official script and lmms-eval report; rows beside it
+    assert summary["headline"] == "score_strict" and summary["accuracy"] == fd["score_strict"]
+    assert (summary["score_strict"], summary["score_loose"]) == (fd["score_strict"], fd["score_loose"])
+    assert summary["row_accuracy"] == round(100 * sum(ok.values()) / 1740, 2)
     one_step = [
         v for r, v in ((r, ok[str(r["question number"])]) for r in rows) if not r["key"].endswith("multi")
     ]
@@ -206,3 +227,6 @@ def test_wemath_partial_runs_leave_incomplete_groups_out() -> None:
         {"group": "2steps_1", "key": "2steps_multi", "correct": True},
     ]
     assert four_dimensional(items) == {"complete_problems": 0, "incomplete_problems": 1}
+    summary = get_benchmark("wemath").aggregate(items)  # no complete problem, so no score: rows say so
+    assert summary["headline"] == "row_accuracy" and summary["accuracy"] == summary["row_accuracy"] == 100.0
+    assert "score_strict" not in summary

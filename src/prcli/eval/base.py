@@ -114,6 +114,9 @@ class Benchmark:
     breakdown_fields: ClassVar[tuple[str, ...]] = ()
     sandboxed: ClassVar[bool] = False  # scoring calls sympy: run it in killable workers
     placeholder: ClassVar[str | None] = None  # regex with one group: the 1-based image number
+    # the decoding the benchmark's own runner uses where it differs from greedy (keys of
+    # `EvalConfig.decoding`), for an `official` decoding choice; empty: greedy is the official one
+    official_decoding: ClassVar[dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ loading
 
@@ -142,19 +145,22 @@ class Benchmark:
             yield sample
 
     def _load_hub(self, decode_images: bool) -> Iterator[Sample]:
+        for config in self.hub.configs:
+            yield from self._load_hub_config(config, decode_images)
+
+    def _load_hub_config(self, config: str | None, decode_images: bool) -> Iterator[Sample]:
         import datasets
 
-        for config in self.hub.configs:
-            try:
-                ds = datasets.load_dataset(self.hub.repo, config, split=self.hub.split)
-            except Exception as exc:
-                raise StageError(
-                    f"could not load {self.hub.repo} ({config or 'default'}, {self.hub.split}) from the hub: {exc}. "
-                    "Without network access, pass a local copy with --data."
-                ) from None
-            ds = self._maybe_undecode(ds, decode_images)
-            for row in ds:
-                yield self.from_row(dict(row), config)
+        try:
+            ds = datasets.load_dataset(self.hub.repo, config, split=self.hub.split)
+        except Exception as exc:
+            raise StageError(
+                f"could not load {self.hub.repo} ({config or 'default'}, {self.hub.split}) from the hub: {exc}. "
+                "Without network access, pass a local copy with --data."
+            ) from None
+        ds = self._maybe_undecode(ds, decode_images)
+        for row in ds:
+            yield self.from_row(dict(row), config)
 
     def _maybe_undecode(self, ds: Any, decode_images: bool) -> Any:
         if decode_images:
@@ -258,6 +264,13 @@ class Benchmark:
         """{"correct", "extracted", "prediction", "method"} for one response."""
         raise NotImplementedError
 
+    @classmethod
+    def score_extracted(cls, task: dict[str, Any], extracted: str) -> dict[str, Any]:
+        """Score an answer an LLM has already extracted (the benchmark's own pipeline, e.g. the
+        `official` protocol): the same as a response unless the benchmark's rules would read a short
+        extraction differently from its official normaliser (MathVista)."""
+        return cls.score(task, extracted)
+
     def aggregate(self, items: Iterable[dict[str, Any]]) -> dict[str, Any]:
         correct, total, breakdown = accuracy_table(items, self.breakdown_fields)
         return {
@@ -265,6 +278,7 @@ class Benchmark:
             "n": total,
             "correct": correct,
             "accuracy": pct(correct, total),
+            "headline": "accuracy",  # what `accuracy` holds; a benchmark with another official headline says so
             "breakdown": breakdown,
         }
 

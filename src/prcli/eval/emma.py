@@ -64,6 +64,9 @@ class EMMA(Benchmark):
     breakdown_fields: ClassVar[tuple[str, ...]] = ("subject", "question_type", "category", "task")
     sandboxed = True
     placeholder = r"<image_(\d+)>"
+    # the official runner samples open models at temperature 0.7 with 4096 new tokens (benchmarks.md
+    # section 9; lmms-eval's emma task sets the same two): the `official` decoding; greedy stays the default
+    official_decoding: ClassVar[dict[str, Any]] = {"temperature": 0.7, "max_new_tokens": 4096}
 
     def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:
         options = [str(o) for o in literal_list(row.get("options"))]
@@ -99,9 +102,12 @@ class EMMA(Benchmark):
         return text
 
     def official_prompt(self, sample: Sample) -> str:
+        """`configs/gpt.yaml` through `data_utils.build_query`: YAML folds the config's blank lines into
+        one newline each, and the options block ends in its own newline, so a blank line comes
+        between the options and the instruction (as the official result files' `query` shows)."""
         text = f"{sample.raw['context']}\n{sample.question}\n"
         if sample.choices:
-            text += "\n".join(f"{LETTERS[i]}: {o}" for i, o in enumerate(sample.choices)) + "\n"
+            text += "".join(f"{LETTERS[i]}: {o}\n" for i, o in enumerate(sample.choices)) + "\n"
             text += 'Answer with the option\'s letter from the given choices and put the letter in one "\\boxed{}". '
         else:
             text += (

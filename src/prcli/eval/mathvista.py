@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from prcli.eval.base import Benchmark, Hub, Sample
-from prcli.eval.extract import extract_answer, last_number
+from prcli.eval.extract import choice_letter, extract_answer, last_number, mentioned_option
 
 HINTS = {
     "multi_choice": "Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
@@ -192,12 +192,29 @@ class MathVista(Benchmark):
             ex = extract_answer(response)
             extracted, method = ex.text, ex.method
             numeric = task["answer_type"] in ("integer", "float")
-            if numeric and ex.decided:  # a marked answer: `40^\circ`, `x = 40`, `\frac{1}{4}`, "40 years"
+            if task["question_type"] == "multi_choice":
+                # "(B) 93", "93 degrees", or prose naming one option; the normaliser maps the letter
+                letter = choice_letter(ex.text, task["choices"]) or mentioned_option(ex.text, task["choices"])
+                if letter is not None:
+                    extracted, method = letter, method if ex.decided else "option_text"
+                elif not ex.decided:  # the nearest choice to a whole paragraph would be a guess
+                    return {"correct": False, "extracted": None, "prediction": None, "method": method}
+            elif numeric and ex.decided:  # a marked answer: `40^\circ`, `x = 40`, `\frac{1}{4}`, "40 years"
                 extracted = plain_number(ex.text) or extracted
             elif (
                 numeric and len(ex.text.split()) >= 6
             ):  # prose (short strings stay as the official rule has them)
                 extracted = last_number(ex.text) or extracted
+        return MathVista._verdict(task, extracted, method)
+
+    @classmethod
+    def score_extracted(cls, task: dict[str, Any], extracted: str) -> dict[str, Any]:
+        """The official pipeline's second half: its normaliser on an extraction as it is (GPT's "N/A"
+        included, which the normaliser maps to the nearest choice), with no rules in between."""
+        return cls._verdict(task, extracted, "extraction")
+
+    @staticmethod
+    def _verdict(task: dict[str, Any], extracted: str, method: str) -> dict[str, Any]:
         prediction = normalize_extracted_answer(
             extracted, task["choices"], task["question_type"], task["answer_type"], task["precision"]
         )

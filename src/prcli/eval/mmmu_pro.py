@@ -4,10 +4,18 @@ Official scoring (`mmmu-pro/evaluate.py`): a unique option letter after the last
 MMMU's parser with the `X ` and `X.` tests (and its random fallback, here seeded per item).
 Options can number up to 12, so letters come from the option count. Overall = mean of the two
 settings' accuracies (not pooled). Item ids are `<id>:standard10` or `<id>:vision`.
+
+The settings are loaded interleaved (standard item 1, vision item 1, standard item 2, ...), so the
+first N items of a `--limit` run score both settings. The summary's `headline` says what `accuracy`
+is: `mean_of_settings` when both settings were scored, else the one setting's name (`standard10` or
+`vision`): a one-setting number is never called the two-setting mean.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from prcli.eval.base import LETTERS, Benchmark, Hub, Sample, accuracy_table, literal_list, pct
@@ -31,6 +39,17 @@ class MMMUPro(Benchmark):
     hub = Hub("MMMU/MMMU_Pro", tuple(SETTINGS), "test", ("image", *(f"image_{i}" for i in range(1, 8))))
     breakdown_fields: ClassVar[tuple[str, ...]] = ("setting", "discipline", "subject", "topic_difficulty")
     placeholder = r"<image (\d+)>"
+
+    def load(self, data: Path | None = None, *, decode_images: bool = True) -> Iterator[Sample]:
+        if data is None:
+            streams = [self._load_hub_config(config, decode_images) for config in self.hub.configs]
+        else:  # a local file may hold both settings in any order: one pass over it per setting
+            streams = [self._local_setting(data, s, decode_images) for s in SETTINGS.values()]
+        for group in itertools.zip_longest(*streams):
+            yield from (sample for sample in group if sample is not None)
+
+    def _local_setting(self, data: Path, setting: str, decode_images: bool) -> Iterator[Sample]:
+        return (s for s in super().load(data, decode_images=decode_images) if s.raw["setting"] == setting)
 
     def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:
         setting = SETTINGS.get(config or "") or (config if config in SETTINGS.values() else None)
@@ -81,6 +100,9 @@ class MMMUPro(Benchmark):
         settings = summary["breakdown"].get("setting", {})
         if settings:  # MMMU-Pro (overall) is the mean of the settings, not the pooled accuracy
             summary["accuracy"] = round(sum(v["accuracy"] for v in settings.values()) / len(settings), 2)
+            summary["headline"] = (
+                "mean_of_settings" if len(settings) == len(SETTINGS) else next(iter(settings))
+            )
             summary["settings"] = {k: v["accuracy"] for k, v in settings.items()}
             summary["pooled_accuracy"] = pct(*accuracy_table(items, ())[:2])
         return summary

@@ -2,8 +2,13 @@
 
 Official scoring (`eval/vlmeval/evaluate/mmstar.py`): on a direct answer, lower-cased, the item is
 correct if its first character is the answer letter, or it starts with `(X`, `option X` or
-`the answer is X`. That rule only reads direct answers, so for a chain-of-thought response the
-letter it commits to (answer tag, box, "answer is") is extracted first. Aggregate: micro over 1500.
+`the answer is X`. That rule was written for one-letter answers: applied to free text it reads
+"Because ..." or "Based on the image ..." as B. So it is applied only to what is letter-like (`B`,
+`B.`, `(B) text`, `B: text`, `option B`; `extract.letter_like`); a chain-of-thought response is first
+reduced to what it commits to (answer tag, box, "the correct option is", a last line "B"), and
+otherwise the one option whose text the response names counts. Anything else is undecided: scored
+wrong with its method recorded (`unmatched`: a marked answer that names no option; `raw`: nothing
+marked), never right by the accident of its first letter. Aggregate: micro over 1500.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 from typing import Any, ClassVar
 
 from prcli.eval.base import LETTERS, Benchmark, Hub, Sample
-from prcli.eval.extract import choice_letter, extract_answer
+from prcli.eval.extract import choice_letter, extract_answer, letter_like, mentioned_option
 
 
 def split_options(question: str) -> tuple[str, list[str]]:
@@ -24,19 +29,6 @@ def split_options(question: str) -> tuple[str, list[str]]:
     pieces = re.split(r"(?:^|,\s*|\n)([A-H])[:.]\s*", body)
     options = [p.strip().rstrip(",") for p in pieces[2::2]]
     return question[: m.start()].rstrip(), options
-
-
-def official_correct(prediction: str, answer: str) -> bool:
-    pred = prediction.lower().strip().replace("\n", " ")
-    ans = answer.lower().strip().replace("\n", " ")
-    if not pred:
-        return False
-    return (
-        pred[0] == ans
-        or (len(pred) > 1 and pred[0] == "(" and pred[1] == ans)
-        or (pred.startswith("option ") and len(pred) > 7 and pred[7] == ans)
-        or (pred.startswith("the answer is ") and len(pred) > 14 and pred[14] == ans)
-    )
 
 
 class MMStar(Benchmark):
@@ -76,20 +68,20 @@ class MMStar(Benchmark):
 
     @staticmethod
     def score(task: dict[str, Any], response: str) -> dict[str, Any]:
+        choices = task["choices"] or []
+        letters = LETTERS[: len(choices)] or "ABCD"
         ex = extract_answer(response or "")
-        if ex.decided:
-            letter = choice_letter(ex.text, task["choices"]) or ex.text
-            return {
-                "correct": official_correct(letter, task["answer"]),
-                "extracted": ex.text,
-                "prediction": letter,
-                "method": ex.method,
-            }
-        # the official prefix rule on the raw response; "raw": extraction found no marked answer
-        pred = (response or "").strip()
+        # the official rule ignores case, so a direct answer "b" or "(b)" counts too
+        letter = letter_like(ex.text.upper() if len(ex.text) <= 3 else ex.text, letters)
+        if letter is not None:  # unmarked: the official rule on a letter-like direct answer
+            method = ex.method if ex.decided else "official_rule"
+        elif choices and (letter := choice_letter(ex.text, choices) or mentioned_option(ex.text, choices)):
+            method = ex.method if ex.decided else "option_text"
+        else:
+            method = "unmatched" if ex.decided else "raw"
         return {
-            "correct": official_correct(pred, task["answer"]),
-            "extracted": None,
-            "prediction": pred[:1].upper() or None,
-            "method": "raw",
+            "correct": letter == task["answer"],
+            "extracted": ex.text if ex.decided else None,
+            "prediction": letter,
+            "method": method,
         }

@@ -4,10 +4,16 @@ Official extraction (`evaluation/four_dimensional_metrics.py`): the text after t
 (case-sensitive), with `<`, `>`, `:` and `.` deleted, first character if it is a letter A-H. For
 chain-of-thought answers (`<answer>`, `\\boxed{}`) the committed letter is extracted first.
 
-Aggregate: per-row accuracy over the 1,740 rows (`accuracy`), and the four-dimensional metrics over
-the 525 composite problems (rows grouped by `ID`): IK, IG, CM, RM (strict and loose), Score
-(Strict) = (CM + 0.5 IG) / 525 and Score (Loose), plus one-step accuracy S1 and the 2- and 3-step
+Aggregate: the four-dimensional metrics over the 525 composite problems (rows grouped by `ID`): IK,
+IG, CM, RM (strict and loose), Score (Strict) = (CM + 0.5 IG) / 525 and Score (Loose); plus the
+per-row accuracy over the 1,740 rows (`row_accuracy`), one-step accuracy S1 and the 2- and 3-step
 composite accuracies S2 and S3. Incomplete groups (a partial run) are left out and counted.
+
+The headline is Score (Strict): the official script reports it first (then Score (Loose)), the
+leaderboard ranks by it, and lmms-eval reports the two scores (`wemath_strict`, `wemath_loose`), not
+the row accuracy. So `accuracy` holds `score_strict` (`headline: "score_strict"`), with
+`score_loose` and `row_accuracy` beside it; `n` and `correct` count rows. A run with no complete
+problem has no score: there `accuracy` is the row accuracy and `headline` says `row_accuracy`.
 """
 
 from __future__ import annotations
@@ -137,7 +143,13 @@ class WeMath(Benchmark):
     def aggregate(self, items: Any) -> dict[str, Any]:
         items = list(items)
         summary = super().aggregate(items)
-        summary["four_dimensional"] = four_dimensional(items)
+        fd = four_dimensional(items)
+        summary["four_dimensional"] = fd
+        summary["row_accuracy"] = summary["accuracy"]
+        summary["headline"] = "row_accuracy"
+        if fd["complete_problems"]:
+            summary["score_strict"], summary["score_loose"] = fd["score_strict"], fd["score_loose"]
+            summary["accuracy"], summary["headline"] = fd["score_strict"], "score_strict"
         one_step = [i for i in items if not i["key"].endswith("multi")]
         summary["S1"] = pct(sum(i["correct"] for i in one_step), len(one_step))
         for n in (2, 3):
