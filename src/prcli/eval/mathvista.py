@@ -114,6 +114,7 @@ def _official_shortcut(response: str, task: dict[str, Any]) -> str | None:
     return None
 
 
+@Benchmark.register
 class MathVista(Benchmark):
     name = "mathvista"
     title = "MathVista (testmini)"

@@ -39,6 +39,7 @@ def official_correct(prediction: str, answer: str) -> bool:
     )
 
 
+@Benchmark.register
 class MMStar(Benchmark):
     name = "mmstar"
     title = "MMStar (val)"
