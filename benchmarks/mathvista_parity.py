@@ -38,9 +38,9 @@ def recordings(outputs: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 def agreement(
     model: str, protocol: str, folder: Path, pids: list[str] | None = None, concurrency: int = 32
-) -> tuple[int, int, float]:
-    """(items whose verdict equals the official one, items scored, seconds) for one model's outputs;
-    `pids`: only these items."""
+) -> tuple[int, int, int, float]:
+    """(items whose verdict equals the official one, items scored, items decided by LLM extraction,
+    seconds) for one model's outputs; `pids`: only these items."""
     path = OUTPUTS / model / "output.json"
     outputs = json.loads(path.read_text(encoding="utf-8"))
     if pids is not None:
@@ -72,20 +72,21 @@ def agreement(
         for i in items
         if i["id"] in outputs
     )
-    return same, len(outputs), seconds
+    extracted = sum(i["method"] == "llm_extraction" for i in items)
+    return same, len(outputs), extracted, seconds
 
 
 def main() -> None:
     lines = [
-        "| model | items | official protocol: same verdict | rules: same verdict | official run, s |",
-        "|---|---|---|---|---|",
+        "| model | items | official protocol: same verdict | of them LLM-extracted | rules: same verdict | official run, s |",
+        "|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for model in MODELS:
-            same_o, n, seconds = agreement(model, "official", Path(tmp))
-            same_r, _, _ = agreement(model, "rules", Path(tmp))
+            same_o, n, extracted, seconds = agreement(model, "official", Path(tmp))
+            same_r, _, _, _ = agreement(model, "rules", Path(tmp))
             lines.append(
-                f"| {model} | {n} | {same_o}/{n} ({100 * same_o / n:.1f}%) | "
+                f"| {model} | {n} | {same_o}/{n} ({100 * same_o / n:.1f}%) | {extracted} | "
                 f"{same_r}/{n} ({100 * same_r / n:.1f}%) | {seconds:.1f} |"
             )
     sys.stdout.write("\n".join(lines) + "\n")

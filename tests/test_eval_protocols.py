@@ -272,5 +272,5 @@ def test_official_mathvista_through_a_replay_server_matches_the_official_verdict
     """A fast subset of benchmarks/mathvista_parity.py (the full 3 x 1000 items: benchmarks/RESULTS.md)."""
     outputs = json.loads((mathvista_parity.OUTPUTS / model / "output.json").read_text())
     pids = list(outputs)[::25]  # 40 items, every kind of question among them
-    same, n, _ = mathvista_parity.agreement(model, "official", tmp_path, pids)
-    assert same == n == 40
+    same, n, extracted, _ = mathvista_parity.agreement(model, "official", tmp_path, pids)
+    assert same == n == 40 and extracted > 0
