@@ -263,7 +263,7 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
             )
         say_redone(result.redone, "item(s)")
     if result.failed:
-        console.print(f"[red]first failure: {result.first_error}[/]")
+        console.print(f"first failure: {result.first_error}", style="red", markup=False)
         raise retry_failed(result.failed, "item(s)", cfg.out / "failed.jsonl")
 
 
