@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 import eval_fixtures as fx
 from prcli.cli import app
 from prcli.errors import StageError
-from prcli.eval import BENCHMARKS, get_benchmark
+from prcli.eval import BENCHMARKS, Benchmark, get_benchmark
 from prcli.eval.extract import choice_letter, extract_answer, last_boxed, letter_like, mentioned_option
+from prcli.eval.run import EvalConfig
 from prcli.testing import FaultServer
 
 runner = CliRunner()
@@ -47,6 +48,23 @@ def test_registry_has_every_benchmark() -> None:
     assert get_benchmark("MMMU-Pro").name == "mmmu_pro"
     with pytest.raises(StageError, match="unknown benchmark"):
         get_benchmark("mmbench")
+    # the --bench help lists what is registered
+    help_text = EvalConfig.model_fields["bench"].description or ""
+    assert all(f"{name} ({cls.title})" in help_text for name, cls in BENCHMARKS.items())
+
+
+def test_a_benchmark_registers_where_it_is_defined() -> None:
+    @Benchmark.register
+    class Toy(Benchmark):
+        name = "toy"
+        title = "Toy"
+
+    try:
+        assert get_benchmark("toy").title == "Toy"
+        with pytest.raises(ValueError, match="two benchmarks are named 'toy'"):
+            Benchmark.register(type("Other", (Benchmark,), {"name": "toy", "title": "Other"}))
+    finally:
+        del BENCHMARKS["toy"]
 
 
 def test_generic_extraction() -> None:
@@ -481,49 +499,12 @@ def test_failed_generations_are_retried_by_the_next_run(tmp_path: Path) -> None:
             "1",
         )
         result = runner.invoke(app, args)
-        assert result.exit_code == 1 and "1 generation(s) failed" in result.output
+        assert result.exit_code == 1 and "1 item(s) failed" in result.output
         assert [json.loads(x)["id"] for x in (out / "failed.jsonl").read_text().splitlines()] == ["0"]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         assert [json.loads(x)["id"] for x in (out / "items.jsonl").read_text().splitlines()] == ["0", "1"]
         assert not (out / "failed.jsonl").exists()
-
-
-def test_answer_judge_decides_what_rules_cannot(tmp_path: Path) -> None:
-    data = fx.mmstar(tmp_path)
-    preds = tmp_path / "preds.jsonl"
-    preds.write_text(
-        json.dumps({"id": "0", "response": "It is clearly a pet."})  # names no option
-        + "\n"
-        + json.dumps({"id": "1", "response": "\\boxed{D}"})
-        + "\n"
-    )
-    out = tmp_path / "out"
-    with FaultServer(reply=lambda r: "true") as srv:
-        result = runner.invoke(
-            app,
-            eval_args(
-                "mmstar",
-                data,
-                out,
-                "--predictions",
-                str(preds),
-                "--answer-judge",
-                "--answer-judge-base-url",
-                srv.base_url,
-                "--answer-judge-model",
-                "judge",
-            ),
-        )
-        assert result.exit_code == 0, result.output
-        (req,) = srv.requests  # only the undecided item was sent
-        assert "**Response**: It is clearly a pet." in req["messages"][1]["content"]
-        assert "**Ground Truth Answer**: B" in req["messages"][1]["content"]
-    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
-    assert items[0]["method"] == "llm_judge" and items[0]["correct"] and items[0]["judge_raw"] == "true"
-    assert items[1]["method"] == "boxed" and "judge_raw" not in items[1]
-    summary = json.loads(result.stdout)
-    assert summary["answer_judge"] == "judge" and summary["methods"] == {"llm_judge": 1, "boxed": 1}
 
 
 def test_predictions_problems_are_clear_errors(tmp_path: Path) -> None:
@@ -535,7 +516,7 @@ def test_predictions_problems_are_clear_errors(tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.jsonl"
     unknown.write_text('{"id": "zzz", "response": "B"}\n')
     result = runner.invoke(app, eval_args("mmstar", data, tmp_path / "o2", "--predictions", str(unknown)))
-    assert result.exit_code == 1 and "no prediction matches a mmstar item id" in result.output
+    assert result.exit_code == 1 and "no prediction id matches a mmstar item id" in result.output
     result = runner.invoke(app, ["eval", "-b", "mmstar", "-o", str(tmp_path / "o3")])
     assert result.exit_code == 1 and "give --model" in result.output
 

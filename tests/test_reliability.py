@@ -42,7 +42,7 @@ def lines(path: Path) -> list[dict]:
 
 
 def reply(request: dict) -> str:
-    """Plays every role: teacher (an image in the user turn), extractor, judge, answer judge, VLM."""
+    """Plays every role: teacher (an image in the user turn), extractor, judge, eval judge, VLM."""
     messages = request["messages"]
     text = json.dumps(messages)
     if messages[0]["role"] == "system" and "<info1>" in str(messages[-1]["content"]):
@@ -53,7 +53,7 @@ def reply(request: dict) -> str:
             f"<info{i}>{f}</info{i}>" for i, f in enumerate(re.findall(r"[A-Z]{2} = \d+", cot), 1)
         )
     if messages[0]["role"] == "system" and "**Ground Truth Answer**" in text:
-        return "true"  # the answer judge
+        return "true"  # the paper protocol's judge
     if "image_url" in text and "Solve the problem" in text:
         return "From the figure, AB = 3 and BC = 4. \\boxed{5}"  # the teacher
     return "I think the answer is clearly the second one."  # the evaluated VLM: an undecided answer
@@ -208,13 +208,14 @@ class EvalGenerate(Stage):
         return lines(out / "eval" / "items.jsonl")
 
 
-class EvalAnswerJudge(EvalGenerate):
-    """Saved responses that mark no answer, decided by the LLM answer judge."""
+class EvalPaper(EvalGenerate):
+    """Saved responses judged by the paper protocol's LLM (the answer block, then a true/false judgement)."""
 
     def __init__(self, folder: Path):
         super().__init__(folder)
         self.preds = write(
-            folder / "preds.jsonl", [{"id": str(i), "response": "the second one"} for i in range(self.n)]
+            folder / "preds.jsonl",
+            [{"id": str(i), "response": "<answer>the second one</answer>"} for i in range(self.n)],
         )
 
     def args(self, url: str, out: Path) -> list[str]:
@@ -228,7 +229,9 @@ class EvalAnswerJudge(EvalGenerate):
             str(out / "eval"),
             "--predictions",
             str(self.preds),
-            "--answer-judge",
+            "--protocol",
+            "paper",
+            "--no-cache",
             "--answer-judge-base-url",
             url,
             "--answer-judge-max-retries",
@@ -244,7 +247,7 @@ STAGES: dict[str, Callable[[Path], Stage]] = {
     "annotate": Annotate,
     "judge": Judge,
     "eval-generate": EvalGenerate,
-    "eval-answer-judge": EvalAnswerJudge,
+    "eval-paper": EvalPaper,
 }
 
 

@@ -227,10 +227,12 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
 @handle_errors
 @config_command(EvalConfig, short={"bench": "-b", "out": "-o", "model": "-m"})
 def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
-    """Evaluate a model (or saved predictions) on a benchmark with its official scoring.
+    """Evaluate a model (or saved predictions) on a benchmark, scored by a named protocol.
 
-    Writes OUT/items.jsonl (one scored item per line; what `pr mcnemar` compares) and
-    OUT/summary.json (accuracy 0-100, per-category breakdowns, special aggregates). Resumes.
+    --protocol rules (offline, the default), official (each benchmark's published pipeline) or paper
+    (Perception-R1's LLM extraction and judgement). Writes OUT/items.jsonl (one scored item per line;
+    what `pr mcnemar` compares) and OUT/summary.json (accuracy 0-100, per-category breakdowns,
+    special aggregates, the protocol). Resumes.
     """
     from prcli.eval.run import run_eval
 
@@ -246,7 +248,7 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
         scope = f" - {summary['subset']}" if summary.get("subset") else ""
         console.print(
             table(
-                f"pr eval {summary['title']}{scope}",
+                f"pr eval {summary['title']}{scope} - protocol {summary['protocol']}",
                 ["breakdown", "value", "accuracy", "correct", "total"],
                 rows,
             )
@@ -262,7 +264,8 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
             )
         say_redone(result.redone, "item(s)")
     if result.failed:
-        raise retry_failed(result.failed, "generation(s)", cfg.out / "failed.jsonl")
+        console.print(f"first failure: {result.first_error}", style="red", markup=False)
+        raise retry_failed(result.failed, "item(s)", cfg.out / "failed.jsonl")
 
 
 @app.command("mcnemar")

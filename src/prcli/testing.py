@@ -1,7 +1,7 @@
 """A small OpenAI-compatible server that misbehaves on request: for fault tests and benchmarks.
 
 It answers `POST /v1/chat/completions` with a reply computed from the request (by default a judge
-answer that marks every annotation as present) and can be told, per request, to fail in the ways
+answer that marks every annotation as present; `replay` answers from recorded answers) and can be told, per request, to fail in the ways
 real servers do: HTTP 500/503/429/400, hanging past the client's timeout, dropping the connection,
 malformed JSON, a truncated body, no choices, or an answer cut at `max_tokens` (`length`: the first
 half of the reply, finish_reason "length"); 429 and 503 carry `Retry-After` when `retry_after` is
@@ -51,6 +51,22 @@ def all_present(request: dict[str, Any]) -> str:
     text = str(request["messages"][-1]["content"])
     n = len(set(re.findall(r"<info(\d+)>", text)))
     return "\n".join(f"<info{k}>1</info{k}>" for k in range(1, n + 1)) or "ok"
+
+
+NO_RECORDING = "(no recording matches this request)"
+
+
+def replay(recordings: dict[str, str]) -> Reply:
+    """A reply function that answers from a recording, for parity checks against recorded LLM answers:
+    the answer recorded for the longest key (e.g. an item's model response) found in the request's
+    last message; NO_RECORDING when none is."""
+    keys = sorted(recordings, key=len, reverse=True)
+
+    def reply(request: dict[str, Any]) -> str:
+        text = str(request["messages"][-1]["content"])
+        return next((recordings[k] for k in keys if k in text), NO_RECORDING)
+
+    return reply
 
 
 class _HTTPServer(ThreadingHTTPServer):

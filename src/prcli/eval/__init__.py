@@ -1,28 +1,29 @@
-"""Benchmark evaluation with official scoring: the registry of benchmark modules."""
+"""Benchmark evaluation with official scoring: the registry of benchmark modules.
+
+Every module of this package is imported here, and each benchmark class registers itself where it
+is defined (`@Benchmark.register`): adding a benchmark is adding one module. The modules named in
+`_NOT_BENCHMARKS` are the shared machinery.
+"""
 
 from __future__ import annotations
 
-from prcli.errors import StageError
-from prcli.eval.base import PROMPT_STYLES, Benchmark, Sample
-from prcli.eval.emma import EMMA
-from prcli.eval.local import Local
-from prcli.eval.mathverse import MathVerse
-from prcli.eval.mathvision import MathVision
-from prcli.eval.mathvista import MathVista
-from prcli.eval.mmmu import MMMU
-from prcli.eval.mmmu_pro import MMMUPro
-from prcli.eval.mmstar import MMStar
-from prcli.eval.wemath import WeMath
+import importlib
+import pkgutil
 
-BENCHMARKS: dict[str, type[Benchmark]] = {
-    cls.name: cls for cls in (MathVista, MathVerse, MathVision, WeMath, MMMU, MMMUPro, MMStar, EMMA, Local)
-}
+from prcli.errors import StageError
+from prcli.eval.base import BENCHMARKS, PROMPT_STYLES, Benchmark, Sample
+
+_NOT_BENCHMARKS = {"base", "extract", "generate", "protocols", "run"}
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _NOT_BENCHMARKS:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get_benchmark(name: str) -> Benchmark:
     key = name.lower().replace("-", "_")
     if key not in BENCHMARKS:
-        raise StageError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+        raise StageError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
     return BENCHMARKS[key]()
 
 

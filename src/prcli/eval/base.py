@@ -3,8 +3,9 @@
 A benchmark is one class in one module: where its data lives (`hub`), how a row becomes a
 `Sample` (`from_row`), its prompts (`official_prompt`, `question_text` for the r1/cot styles), how
 a response is scored (`score`, a pure function of JSON-able inputs so it can run in a sandboxed
-worker), and its aggregate (`aggregate`: overall, breakdowns, special metrics). `prcli.eval`
-registers the classes; adding a benchmark means adding one module.
+worker), and its aggregate (`aggregate`: overall, breakdowns, special metrics). The class registers
+itself where it is defined (`@Benchmark.register`) and `prcli.eval` imports every module of the
+package, so adding a benchmark means adding one module.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from prcli.errors import StageError
 from prcli.jsonl import InputError, LineProblem
 from prcli.prompts import COT_BOXED, R1_FORMAT
 
 PROMPT_STYLES = ("official", "r1", "cot")
+BENCHMARKS: dict[str, type[Benchmark]] = {}  # filled by @Benchmark.register, by name
+B = TypeVar("B", bound="Benchmark")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -117,6 +120,14 @@ class Benchmark:
     # the decoding the benchmark's own runner uses where it differs from greedy (keys of
     # `EvalConfig.decoding`), for an `official` decoding choice; empty: greedy is the official one
     official_decoding: ClassVar[dict[str, Any]] = {}
+
+    @staticmethod
+    def register(cls: type[B]) -> type[B]:
+        """Class decorator: make a benchmark known to `pr eval --bench` by its `name`."""
+        if cls.name in BENCHMARKS and BENCHMARKS[cls.name] is not cls:
+            raise ValueError(f"two benchmarks are named {cls.name!r}")
+        BENCHMARKS[cls.name] = cls
+        return cls
 
     # ------------------------------------------------------------------ loading
 

@@ -57,6 +57,7 @@ def is_equal(prediction: str, gold: str) -> bool:
         return False
 
 
+@Benchmark.register
 class EMMA(Benchmark):
     name = "emma"
     title = "EMMA (full)"

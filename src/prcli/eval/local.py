@@ -16,6 +16,7 @@ from prcli.prompts import IMAGE_PLACEHOLDER
 CATEGORY_FIELDS = ("category", "subject", "task", "level")
 
 
+@Benchmark.register
 class Local(Benchmark):
     name = "local"
     title = "Local JSONL (math-verify)"

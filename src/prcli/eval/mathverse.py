@@ -26,6 +26,7 @@ def parse_choices(question_for_eval: str) -> list[str]:
     return [p.strip() for p in pieces[2::2]]
 
 
+@Benchmark.register
 class MathVerse(Benchmark):
     name = "mathverse"
     title = "MathVerse (testmini)"

@@ -158,6 +158,7 @@ def extract_prediction(response: str) -> str:
     return answer.rstrip(".").lstrip(":").strip()
 
 
+@Benchmark.register
 class MathVision(Benchmark):
     name = "mathvision"
     title = "MATH-Vision (test)"

@@ -97,7 +97,7 @@ def plain_number(text: str) -> str | None:
         return last_number(t)
 
 
-def _official_shortcut(response: str, task: dict[str, Any]) -> str | None:
+def official_shortcut(response: str, task: dict[str, Any]) -> str | None:
     """The official extraction's rule steps, for responses that are already an answer."""
     if response == "":
         return ""
@@ -114,6 +114,7 @@ def _official_shortcut(response: str, task: dict[str, Any]) -> str | None:
     return None
 
 
+@Benchmark.register
 class MathVista(Benchmark):
     name = "mathvista"
     title = "MathVista (testmini)"
@@ -186,7 +187,7 @@ class MathVista(Benchmark):
     @staticmethod
     def score(task: dict[str, Any], response: str) -> dict[str, Any]:
         response = (response or "").strip()
-        extracted = _official_shortcut(response, task)
+        extracted = official_shortcut(response, task)
         method = "official_rule"
         if extracted is None:
             ex = extract_answer(response)

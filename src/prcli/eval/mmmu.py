@@ -198,6 +198,7 @@ def score_mmmu_style(task: dict[str, Any], response: str, *, pro: bool = False) 
     }
 
 
+@Benchmark.register
 class MMMU(Benchmark):
     name = "mmmu"
     title = "MMMU (validation)"

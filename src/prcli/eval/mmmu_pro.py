@@ -33,6 +33,7 @@ VISION_COT = (
 )
 
 
+@Benchmark.register
 class MMMUPro(Benchmark):
     name = "mmmu_pro"
     title = "MMMU-Pro (standard 10 options + vision)"

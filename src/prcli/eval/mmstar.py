@@ -31,6 +31,7 @@ def split_options(question: str) -> tuple[str, list[str]]:
     return question[: m.start()].rstrip(), options
 
 
+@Benchmark.register
 class MMStar(Benchmark):
     name = "mmstar"
     title = "MMStar (val)"

@@ -1,8 +1,10 @@
-"""`pr eval`: generate (or read saved responses), score with the benchmark's official rules, aggregate.
+"""`pr eval`: generate (or read saved responses), decide each item by a scoring protocol, aggregate.
 
-Outputs in the folder `out`: `items.jsonl` (one scored item per line, appended and resumable),
-`summary.json` (overall accuracy, breakdowns, special aggregates, and how it was produced),
-`config.yaml`, and `failed.jsonl` for generations that failed (retried by the next run).
+One straight line per chunk of items: generate -> decide (extract, judge, score: `protocols`) ->
+write. Outputs in the folder `out`: `items.jsonl` (one scored item per line, appended and
+resumable), `summary.json` (overall accuracy, breakdowns, special aggregates, the protocol and how
+it was produced), `config.yaml`, and `failed.jsonl` for items whose generation or LLM step failed
+(retried by the next run).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from prcli.concurrency import run_sync
+from prcli.cache import ResultCache
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, StageConfig, save_config
 from prcli.errors import StageError
-from prcli.eval import get_benchmark
+from prcli.eval import BENCHMARKS, get_benchmark
 from prcli.eval.base import Benchmark, Sample
+from prcli.eval.protocols import CallFailed, Protocol, ProtocolName, build_protocol
 from prcli.jsonl import (
     InputError,
     LineProblem,
@@ -42,17 +45,16 @@ from prcli.llm import Endpoint, LLMClient
 from prcli.models import check_model, resolve_model
 from prcli.records import Prediction
 from prcli.runs import settings_hash
-from prcli.sandbox import SandboxPool
 
 Backend = Literal["hf", "openai", "vllm"]
 Style = Literal["official", "r1", "cot"]
-# scoring methods that mean "no answer was found": the items an answer judge may decide
-UNDECIDED = ("raw", "empty", "random")
 
 
 class EvalConfig(StageConfig):
     bench: str = Field(
-        description="mathvista, mathverse, mathvision, wemath, mmmu, mmmu_pro, mmstar, emma or local."
+        description="Benchmark: "
+        + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(BENCHMARKS.items()))
+        + "."
     )
     out: Path = Field(description="Output folder: items.jsonl, summary.json, config.yaml.")
     model: str | None = Field(
@@ -98,15 +100,27 @@ class EvalConfig(StageConfig):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm backend: GPU memory share.")
     max_model_len: int | None = Field(None, description="vllm backend: context length.")
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N items.")
-    answer_judge: bool = Field(
-        False, description="Ask an LLM to decide the items the rules cannot (no answer marked)."
+    protocol: ProtocolName = Field(
+        "rules",
+        description="How responses are scored: rules (offline: rule extraction + each benchmark's official "
+        "normaliser), official (each benchmark's published pipeline, the --answer-judge-* LLM standing in for "
+        "its GPT model; rule-based benchmarks use their rules) or paper (Perception-R1's: the <answer> block, "
+        "else LLM extraction, then an LLM true/false judgement of every item).",
+    )
+    extract_prompt: Path | None = Field(
+        None,
+        description="official/paper: file replacing the instruction and worked examples of the first LLM step "
+        "(e.g. the exact published extraction prompt); the item's slot stays.",
     )
     answer_judge_endpoint: Endpoint = Field(
         default_factory=lambda: Endpoint(model="Qwen/Qwen2.5-72B-Instruct", concurrency=16, timeout=600.0),
-        description="The answer judge's connection.",
-        json_schema_extra={
-            "unused": ("structured", "prompt", "device")
-        },  # free text, its own prompt, a server
+        description="The LLM of the official and paper protocols (extraction and judgement); its --answer-judge-prompt "
+        "file replaces the judgement's instruction and worked examples.",
+        json_schema_extra={"unused": ("structured", "device")},  # free text, a server
+    )
+    cache: bool = Field(True, description="official/paper: reuse LLM answers from the persistent cache.")
+    cache_dir: Path | None = Field(
+        None, description="Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli)."
     )
     score_timeout: float = Field(
         10.0, gt=0, description="Seconds per item for sympy-based scoring (timeout: wrong)."
@@ -118,6 +132,8 @@ class EvalConfig(StageConfig):
     def _needs_a_source(self) -> EvalConfig:
         if self.model is None and self.predictions is None:
             raise ValueError("give --model (to generate) or --predictions (to score saved responses)")
+        if self.protocol == "rules" and (self.extract_prompt or self.answer_judge_endpoint.prompt):
+            raise ValueError("--extract-prompt and --answer-judge-prompt need --protocol official or paper")
         return self
 
     def generation_endpoint(self) -> Endpoint:
@@ -155,9 +171,8 @@ RESULT_KEYS = (
     "seed",
     "min_pixels",
     "max_pixels",
-    "answer_judge",
-    "answer_judge_endpoint.model",
-)
+    "protocol",
+)  # the protocol's model and prompt hashes join them (`Protocol.fingerprint`)
 
 
 @dataclass
@@ -170,6 +185,7 @@ class EvalSummary:
     failed: int
     missing_predictions: int
     seconds: float
+    first_error: str | None = None  # why the first failed item failed
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -266,32 +282,11 @@ def _find_response(index: PredictionIndex, sample: Sample) -> str | None:
     return response
 
 
-# ----------------------------------------------------------------------------- scoring
-
-
-class Scorer:
-    """Scores responses: in process, or in sandboxed workers for benchmarks whose scoring calls sympy."""
-
-    def __init__(self, bench: Benchmark, timeout: float):
-        self.bench = bench
-        self.pool = SandboxPool(timeout=timeout) if bench.sandboxed else None
-        cls = type(bench)
-        self.fn = f"{cls.__module__}:{cls.__name__}.score"
-
-    def score(self, samples: list[Sample], responses: list[str]) -> list[dict[str, Any]]:
-        tasks = [[self.bench.score_input(s), r] for s, r in zip(samples, responses, strict=True)]
-        if self.pool is None:
-            return [self.bench.score(t, r) for t, r in tasks]
-        timeout = {"correct": False, "extracted": None, "prediction": None, "method": "timeout"}
-        return [r if r is not None else dict(timeout) for r in self.pool.call(self.fn, tasks, default=None)]
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
+# ----------------------------------------------------------------------------- items
 
 
 def _item(sample: Sample, response: str, scored: dict[str, Any]) -> dict[str, Any]:
-    return {
+    item = {
         "id": sample.id,
         "correct": bool(scored["correct"]),
         "response": response,
@@ -301,6 +296,14 @@ def _item(sample: Sample, response: str, scored: dict[str, Any]) -> dict[str, An
         "method": scored.get("method"),
         **sample.fields,
     }
+    if "judge_raw" in scored:  # what the LLM said, for an audit of its verdict
+        item["judge_raw"] = scored["judge_raw"]
+    return item
+
+
+def _missing_item(sample: Sample) -> dict[str, Any]:
+    """A benchmark item with no saved prediction: wrong, as the official scorers count it."""
+    return {**_item(sample, "", {"correct": False, "method": "missing"}), "missing": True}
 
 
 def _light_items(path: Path) -> Iterator[dict[str, Any]]:
@@ -313,7 +316,215 @@ def _light_items(path: Path) -> Iterator[dict[str, Any]]:
             yield item
 
 
+def _input_hash(settings: str, sample: Sample, response: str | None) -> str:
+    """What an item's result depends on: the settings (the protocol's model and prompts among them),
+    the benchmark row and (when scoring saved predictions) the response. Images are identified by
+    the row, not by their bytes."""
+    return content_hash(
+        settings, sample.id, sample.question, sample.answer, sample.choices, sample.fields, response
+    )
+
+
 # ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Todo:
+    """An item still to decide: its saved response (None: to be generated) and its input hash."""
+
+    sample: Sample
+    response: str | None
+    input_hash: str
+
+
+@dataclass
+class _Tally:
+    missing: int = 0  # benchmark items without a saved prediction (written as wrong)
+
+
+def _samples(cfg: EvalConfig, bench: Benchmark, *, decode_images: bool) -> Iterator[Sample]:
+    loaded = bench.load(cfg.data, decode_images=decode_images)
+    return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
+
+
+def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | None) -> int:
+    """Read every benchmark row (without decoding images; a bad row stops the run here, before any
+    output) and check that the predictions answer at least one item."""
+    total, matched = 0, index is None
+    for sample in _samples(cfg, bench, decode_images=False):
+        total += 1
+        matched = matched or _find_response(index, sample) is not None  # one match is enough
+    if index is not None and total and not matched:
+        raise InputError(
+            [
+                LineProblem(
+                    cfg.predictions or cfg.out,
+                    0,
+                    f"no prediction id matches a {bench.name} item id (the first items are "
+                    + ", ".join(
+                        repr(s.id) for s in itertools.islice(_samples(cfg, bench, decode_images=False), 3)
+                    )
+                    + f"): is this the right file for --bench {bench.name}?",
+                )
+            ]
+        )
+    return total
+
+
+def _todo(
+    cfg: EvalConfig,
+    bench: Benchmark,
+    index: PredictionIndex | None,
+    settings: str,
+    items_out: ResumableJsonl,
+    tally: _Tally,
+    on_item: Callable[[int], None] | None,
+) -> Iterator[_Todo]:
+    """The items to decide, in benchmark order. Items done by an earlier run with the same inputs
+    are kept; a benchmark item without a saved prediction is written as wrong."""
+    for sample in _samples(cfg, bench, decode_images=index is None):
+        response = _find_response(index, sample) if index is not None else None
+        h = _input_hash(settings, sample, response)
+        reused = items_out.reuse(sample.id, h)
+        missing = index is not None and response is None
+        tally.missing += missing
+        if missing and not reused:
+            items_out.write(_missing_item(sample), h)
+        if reused or missing:
+            if on_item:
+                on_item(1)
+            continue
+        yield _Todo(sample, response, h)
+
+
+def _chunk_size(cfg: EvalConfig) -> int:
+    if cfg.predictions is not None:
+        return 256
+    return cfg.batch_size if cfg.backend != "openai" else 4 * cfg.concurrency
+
+
+def _protocol(cfg: EvalConfig, bench: Benchmark) -> Protocol:
+    def cache() -> ResultCache | None:
+        if not cfg.cache:
+            return None
+        return ResultCache(cfg.cache_dir / "results.sqlite" if cfg.cache_dir else None)
+
+    return build_protocol(
+        cfg.protocol,
+        bench,
+        score_timeout=cfg.score_timeout,
+        endpoint=cfg.answer_judge_endpoint,
+        cache=cache,
+        extract_prompt=cfg.extract_prompt,
+    )
+
+
+def run_eval(
+    cfg: EvalConfig,
+    *,
+    on_start: Callable[[int | None], None] | None = None,
+    on_item: Callable[[int], None] | None = None,
+) -> EvalSummary:
+    """Chunks of items -> generate (or read the saved responses) -> decide (the protocol extracts,
+    judges and scores) -> write. Everything is checked before anything is written."""
+    started = time.monotonic()
+    bench = get_benchmark(cfg.bench)
+    out = cfg.out
+    index = (
+        PredictionIndex(cfg.predictions, cfg.skip_invalid, out / "rejected.jsonl")
+        if cfg.predictions
+        else None
+    )
+    total = _count_items(cfg, bench, index)
+    if index is None and cfg.backend != "openai":  # a model that cannot load fails before any file is written
+        check_model(cfg.model or "")
+    protocol = _protocol(cfg, bench)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    settings = settings_hash(cfg, RESULT_KEYS, protocol=protocol.fingerprint())
+    tally, failed, generator = _Tally(), [], None
+    try:
+        with ResumableJsonl(out / "items.jsonl", overwrite=cfg.overwrite) as items_out:
+            if on_start:
+                on_start(total)
+            todo = _todo(cfg, bench, index, settings, items_out, tally, on_item)
+            while chunk := list(itertools.islice(todo, _chunk_size(cfg))):
+                samples = [t.sample for t in chunk]
+                if index is not None:
+                    responses: list[str | Exception] = [t.response or "" for t in chunk]
+                else:
+                    generator = generator or _generator(cfg, max(len(s.images) for s in samples))
+                    responses = generator.generate(bench, samples, cfg.prompt_style)
+                failed += [
+                    {"id": t.sample.id, "error": f"generation: {r}"}
+                    for t, r in zip(chunk, responses, strict=True)
+                    if not isinstance(r, str)
+                ]
+                generated = [(t, r) for t, r in zip(chunk, responses, strict=True) if isinstance(r, str)]
+                outcomes = protocol.decide([t.sample for t, _ in generated], [r for _, r in generated])
+                for (t, response), outcome in zip(generated, outcomes, strict=True):
+                    if isinstance(outcome, CallFailed):
+                        failed.append({"id": t.sample.id, "error": str(outcome)})
+                    else:
+                        items_out.write(_item(t.sample, response, outcome), t.input_hash)
+                if on_item:
+                    on_item(len(chunk))
+            items_out.finish(lambda: (s.id for s in _samples(cfg, bench, decode_images=False)))
+            written, reused, redone = items_out.written, items_out.reused, items_out.redone
+    finally:
+        protocol.close()
+    if failed:
+        write_jsonl_atomic(out / "failed.jsonl", failed)
+    else:
+        (out / "failed.jsonl").unlink(missing_ok=True)
+    summary = _summary(cfg, bench, protocol, total, tally, reused, redone, failed)
+    write_json_atomic(out / "summary.json", summary)
+    return EvalSummary(
+        out,
+        summary,
+        written,
+        reused,
+        redone,
+        len(failed),
+        tally.missing,
+        time.monotonic() - started,
+        failed[0]["error"] if failed else None,
+    )
+
+
+def _summary(
+    cfg: EvalConfig,
+    bench: Benchmark,
+    protocol: Protocol,
+    total: int,
+    tally: _Tally,
+    reused: int,
+    redone: int,
+    failed: list[dict[str, Any]],
+) -> dict[str, Any]:
+    items = cfg.out / "items.jsonl"
+    summary = bench.aggregate(_light_items(items))
+    summary.update(
+        {
+            "title": bench.title,
+            **protocol.describe(),
+            "model": cfg.model,
+            "predictions": str(cfg.predictions) if cfg.predictions else None,
+            "data": str(cfg.data) if cfg.data else f"hub:{bench.hub.repo}",
+            "subset": f"the first {total} items (--limit {cfg.limit})" if cfg.limit else None,
+            "backend": None if cfg.predictions else cfg.backend,
+            "prompt_style": None if cfg.predictions else cfg.prompt_style,
+            "decoding": None if cfg.predictions else cfg.decoding,
+            "methods": dict(Counter(item.get("method") for item in _light_items(items))),
+            "items_in_benchmark": total,
+            "missing_predictions": tally.missing,
+            "reused": reused,
+            "redone": redone,
+            "failed": len(failed),
+            "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    return summary
 
 
 def _generator(cfg: EvalConfig, max_images: int) -> Any:
@@ -342,188 +553,3 @@ def _generator(cfg: EvalConfig, max_images: int) -> Any:
         )
     except RuntimeError as exc:
         raise StageError(str(exc)) from None
-
-
-def _input_hash(settings: str, sample: Sample, response: str | None) -> str:
-    """What an item's result depends on: the settings, the benchmark row and (when scoring saved
-    predictions) the response. Images are identified by the row, not by their bytes."""
-    return content_hash(
-        settings, sample.id, sample.question, sample.answer, sample.choices, sample.fields, response
-    )
-
-
-def _missing_item(sample: Sample) -> dict[str, Any]:
-    """A benchmark item with no saved prediction: wrong, as the official scorers count it."""
-    return {**_item(sample, "", {"correct": False, "method": "missing"}), "missing": True}
-
-
-def run_eval(
-    cfg: EvalConfig,
-    *,
-    on_start: Callable[[int | None], None] | None = None,
-    on_item: Callable[[int], None] | None = None,
-) -> EvalSummary:
-    started = time.monotonic()
-    bench = get_benchmark(cfg.bench)
-    out = cfg.out
-    # Everything is checked before anything is written: the predictions, and every benchmark row
-    # (a pass without decoding images, which also sizes the progress bar).
-    index = (
-        PredictionIndex(cfg.predictions, cfg.skip_invalid, out / "rejected.jsonl")
-        if cfg.predictions
-        else None
-    )
-
-    def samples(decode_images: bool) -> Iterator[Sample]:
-        loaded = bench.load(cfg.data, decode_images=decode_images)
-        return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
-
-    total, matched = 0, index is None
-    for sample in samples(decode_images=False):
-        total += 1
-        matched = matched or _find_response(index, sample) is not None  # one match is enough
-    if index is not None and total and not matched:
-        raise InputError(
-            [LineProblem(cfg.predictions or out, 0, f"no prediction matches a {bench.name} item id")]
-        )
-    if index is None and cfg.backend != "openai":  # a model that cannot load fails before any file is written
-        check_model(cfg.model or "")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    settings = settings_hash(cfg, RESULT_KEYS)
-    scorer = Scorer(bench, cfg.score_timeout)
-    judge = _answer_judge(cfg)
-    failed: list[dict[str, Any]] = []
-    missing = 0
-    if index is not None:
-        chunk_size = 256
-    else:
-        chunk_size = cfg.batch_size if cfg.backend != "openai" else 4 * cfg.concurrency
-    generator = None
-    try:
-        with ResumableJsonl(out / "items.jsonl", overwrite=cfg.overwrite) as items_out:
-            if on_start:
-                on_start(total)
-
-            def process(batch: list[tuple[Sample, str | None, str]]) -> None:
-                nonlocal generator
-                batch_samples = [s for s, _, _ in batch]
-                if index is not None:
-                    responses: list[str | Exception] = [r or "" for _, r, _ in batch]
-                else:
-                    generator = generator or _generator(cfg, max(len(s.images) for s in batch_samples))
-                    responses = generator.generate(bench, batch_samples, cfg.prompt_style)
-                good = [
-                    (s, r, h) for (s, _, h), r in zip(batch, responses, strict=True) if isinstance(r, str)
-                ]
-                failed.extend(
-                    {"id": s.id, "error": str(r)}
-                    for s, r in zip(batch_samples, responses, strict=True)
-                    if not isinstance(r, str)
-                )
-                if good:
-                    scored = scorer.score([s for s, _, _ in good], [r for _, r, _ in good])
-                    items = [_item(s, r, sc) for (s, r, _), sc in zip(good, scored, strict=True)]
-                    hashes = {s.id: h for s, _, h in good}
-                    if judge is not None:
-                        items, judge_failures = _apply_judge(judge, items, [s for s, _, _ in good])
-                        failed.extend(judge_failures)
-                    for item in items:
-                        items_out.write(item, hashes[item["id"]])
-                if on_item:
-                    on_item(len(batch))
-
-            pending: list[tuple[Sample, str | None, str]] = []
-            for sample in samples(decode_images=index is None):
-                response = _find_response(index, sample) if index is not None else None
-                h = _input_hash(settings, sample, response)
-                if items_out.reuse(sample.id, h):
-                    missing += index is not None and response is None
-                    if on_item:
-                        on_item(1)
-                    continue
-                if index is not None and response is None:
-                    missing += 1
-                    items_out.write(_missing_item(sample), h)
-                    if on_item:
-                        on_item(1)
-                    continue
-                pending.append((sample, response, h))
-                if len(pending) >= chunk_size:
-                    process(pending)
-                    pending = []
-            if pending:
-                process(pending)
-            items_out.finish(lambda: (s.id for s in samples(decode_images=False)))
-            written, reused, redone = items_out.written, items_out.reused, items_out.redone
-    finally:
-        scorer.close()
-    if failed:
-        write_jsonl_atomic(out / "failed.jsonl", failed)
-    else:
-        (out / "failed.jsonl").unlink(missing_ok=True)
-    summary = bench.aggregate(_light_items(out / "items.jsonl"))
-    methods = Counter(item.get("method") for item in _light_items(out / "items.jsonl"))
-    summary.update(
-        {
-            "title": bench.title,
-            "model": cfg.model,
-            "predictions": str(cfg.predictions) if cfg.predictions else None,
-            "data": str(cfg.data) if cfg.data else f"hub:{bench.hub.repo}",
-            "subset": f"the first {total} items (--limit {cfg.limit})" if cfg.limit else None,
-            "backend": None if cfg.predictions else cfg.backend,
-            "prompt_style": None if cfg.predictions else cfg.prompt_style,
-            "decoding": None if cfg.predictions else cfg.decoding,
-            "answer_judge": cfg.answer_judge_endpoint.model if cfg.answer_judge else None,
-            "methods": dict(methods),
-            "items_in_benchmark": total,
-            "missing_predictions": missing,
-            "reused": reused,
-            "redone": redone,
-            "failed": len(failed),
-            "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-    )
-    write_json_atomic(out / "summary.json", summary)
-    return EvalSummary(
-        out, summary, written, reused, redone, len(failed), missing, time.monotonic() - started
-    )
-
-
-def _answer_judge(cfg: EvalConfig) -> LLMClient | None:
-    if not cfg.answer_judge:
-        return None
-    return LLMClient(cfg.answer_judge_endpoint, max_tokens=128)
-
-
-def _apply_judge(
-    client: LLMClient, items: list[dict[str, Any]], samples: list[Sample]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Let the LLM decide items whose response marked no answer; record what it said.
-
-    Returns (items to write, failures): an item whose judge call failed is not written, so the next
-    run asks again.
-    """
-    from prcli.eval.answer_judge import judge_answer
-
-    undecided = [i for i, item in enumerate(items) if item["method"] in UNDECIDED and not item["correct"]]
-
-    async def ask() -> list[dict[str, Any]]:
-        import asyncio
-
-        calls = (
-            judge_answer(client, items[i]["response"], samples[i].answer, samples[i].choices)
-            for i in undecided
-        )
-        return list(await asyncio.gather(*calls))
-
-    failed: dict[int, dict[str, Any]] = {}
-    for i, verdict in zip(undecided, run_sync(ask()) if undecided else [], strict=True):
-        if verdict["error"] is not None:
-            failed[i] = {"id": items[i]["id"], "error": f"answer judge: {verdict['error']}"}
-            continue
-        items[i]["judge_raw"] = verdict["raw"]
-        if verdict["verdict"] is not None:
-            items[i]["correct"] = verdict["verdict"]
-            items[i]["method"] = "llm_judge"
-    return [item for i, item in enumerate(items) if i not in failed], list(failed.values())

@@ -92,6 +92,7 @@ def four_dimensional(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@Benchmark.register
 class WeMath(Benchmark):
     name = "wemath"
     title = "We-Math (testmini)"
