@@ -532,6 +532,18 @@ def test_hub_loading_fails_clearly_offline(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.server
 @pytest.mark.slow
+@pytest.mark.parametrize(("preset", "temperature"), [("default", 0.0), ("official", 0.7)])
+def test_official_decoding_is_the_benchmarks_own(tmp_path: Path, preset: str, temperature: float) -> None:
+    """EMMA's runner samples open models at temperature 0.7: offered, recorded, greedy by default."""
+    out = tmp_path / "out"
+    with FaultServer(reply=lambda r: "\\boxed{A}") as srv:
+        args = ["--backend", "openai", "--base-url", srv.base_url, "-m", "vlm", "--decoding-preset", preset]
+        result = runner.invoke(app, eval_args("emma", fx.emma(tmp_path), out, *args))
+        assert result.exit_code == 0, result.output
+        assert {r["temperature"] for r in srv.requests} == {temperature}
+    assert json.loads(result.stdout)["decoding"]["temperature"] == temperature
+
+
 def test_openai_backend_against_transformers_serve(tiny_server: dict, tmp_path: Path) -> None:
     data = fx.emma(tmp_path)
     out = tmp_path / "out"

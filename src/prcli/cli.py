@@ -253,7 +253,15 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
                 rows,
             )
         )
-        for key in ("settings", "four_dimensional", "text_only"):
+        for key in (
+            "headline",
+            "score_strict",
+            "score_loose",
+            "row_accuracy",
+            "settings",
+            "four_dimensional",
+            "text_only",
+        ):
             if key in summary:
                 console.print(f"{key}: {summary[key]}")
         console.print(f"items: [bold]{cfg.out / 'items.jsonl'}[/]   summary: {cfg.out / 'summary.json'}")

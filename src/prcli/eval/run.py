@@ -87,6 +87,11 @@ class EvalConfig(StageConfig):
     batch_size: int = Field(8, ge=1, description="hf and vllm backends: prompts per generation batch.")
     max_new_tokens: int = Field(4096, ge=1, description="Longest response, in tokens (Perception-R1: 4096).")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature (0: greedy, the default).")
+    decoding_preset: Literal["default", "official"] = Field(
+        "default",
+        description="official: the benchmark's own runner's decoding where it has one (EMMA: temperature "
+        "0.7), replacing --temperature/--max-new-tokens; default: the options as given (greedy).",
+    )
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (only with temperature > 0).")
     seed: int = Field(0, description="Sampling seed.")
     min_pixels: int | None = Field(
@@ -429,6 +434,8 @@ def run_eval(
     judges and scores) -> write. Everything is checked before anything is written."""
     started = time.monotonic()
     bench = get_benchmark(cfg.bench)
+    if cfg.decoding_preset == "official":  # from here on, the settings this run really uses
+        cfg = cfg.model_copy(update=bench.official_decoding)
     out = cfg.out
     index = (
         PredictionIndex(cfg.predictions, cfg.skip_invalid, out / "rejected.jsonl")
