@@ -720,3 +720,35 @@ def test_a_dotted_output_folder_resumes_by_content_like_any_other(tmp_path: Path
     assert result.exit_code == 0, result.output
     items = {json.loads(x)["id"]: json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()}
     assert items["0"]["response"] == "A" and json.loads(result.stdout)["redone"] == 1
+
+
+def test_vllm_batch_with_one_bad_prompt_fails_only_that_item() -> None:
+    """vLLM is not installable here (GPU wheel); a stand-in engine with vLLM's `chat` contract
+    (a list of outputs, or an exception for the whole batch) drives the fallback we own."""
+    from types import SimpleNamespace
+
+    from prcli.eval.generate import chat_each_on_failure
+
+    class Engine:
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def chat(self, conversations: list, params: object, use_tqdm: bool) -> list:
+            self.calls.append(len(conversations))
+            if any(c == "too long" for c in conversations):
+                raise ValueError("prompt is longer than max_model_len")
+            return [SimpleNamespace(outputs=[SimpleNamespace(text=f"answer to {c}")]) for c in conversations]
+
+    engine = Engine()
+    results = chat_each_on_failure(engine, ["a", "too long", "b"], None)
+    assert results[0] == "answer to a" and results[2] == "answer to b"
+    assert isinstance(results[1], ValueError) and engine.calls == [3, 1, 1, 1]
+    assert chat_each_on_failure(engine, ["c"], None) == ["answer to c"] and engine.calls[-1] == 1
+
+
+def test_the_image_limit_is_sized_from_the_largest_item(tmp_path: Path) -> None:
+    from prcli.eval.run import _count_items
+
+    data = fx.emma(tmp_path)  # the first item has one image, the second two
+    cfg = EvalConfig(bench="emma", data=data, out=tmp_path / "o", model="m")
+    assert _count_items(cfg, get_benchmark("emma"), None) == (2, 2)

@@ -132,5 +132,21 @@ class VLLMGenerator:
                 {"type": "image_pil", "image_pil": next(images)} if p["type"] == "image" else p for p in parts
             ]
             conversations.append([{"role": "user", "content": content}])
-        outputs = self.llm.chat(conversations, self.params, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
+        return chat_each_on_failure(self.llm, conversations, self.params)
+
+
+def chat_each_on_failure(llm: Any, conversations: list[Any], params: Any) -> list[str | Exception]:
+    """The batch through `llm.chat`; if vLLM rejects it (one prompt too long, one image it cannot
+    process), each prompt again on its own, so that only the bad ones fail (to failed.jsonl) and the
+    rest of the batch is kept."""
+    try:
+        return [o.outputs[0].text for o in llm.chat(conversations, params, use_tqdm=False)]
+    except Exception:  # vLLM raises plain ValueError/RuntimeError for a bad prompt
+        results: list[str | Exception] = []
+        for conversation in conversations:
+            try:
+                (output,) = llm.chat([conversation], params, use_tqdm=False)
+                results.append(output.outputs[0].text)
+            except Exception as exc:
+                results.append(exc)
+        return results

@@ -352,12 +352,15 @@ def _samples(cfg: EvalConfig, bench: Benchmark, *, decode_images: bool) -> Itera
     return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
 
 
-def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | None) -> int:
-    """Read every benchmark row (without decoding images; a bad row stops the run here, before any
-    output) and check that the predictions answer at least one item."""
-    total, matched = 0, index is None
+def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | None) -> tuple[int, int]:
+    """(items, the most images one item has). Reads every benchmark row (without decoding images; a
+    bad row stops the run here, before any output) and checks that the predictions answer at least
+    one item. The image count sizes vLLM's per-prompt limit for the whole benchmark, not the first
+    batch (a later item with more images would otherwise fail)."""
+    total, most_images, matched = 0, 0, index is None
     for sample in _samples(cfg, bench, decode_images=False):
         total += 1
+        most_images = max(most_images, sum(1 for image in sample.images if image is not None))
         matched = matched or _find_response(index, sample) is not None  # one match is enough
     if index is not None and total and not matched:
         raise InputError(
@@ -373,7 +376,7 @@ def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | Non
                 )
             ]
         )
-    return total
+    return total, most_images
 
 
 def _todo(
@@ -442,7 +445,7 @@ def run_eval(
         if cfg.predictions
         else None
     )
-    total = _count_items(cfg, bench, index)
+    total, most_images = _count_items(cfg, bench, index)
     if index is None and cfg.backend != "openai":  # a model that cannot load fails before any file is written
         check_model(cfg.model or "")
     protocol = _protocol(cfg, bench)
@@ -460,7 +463,7 @@ def run_eval(
                 if index is not None:
                     responses: list[str | Exception] = [t.response or "" for t in chunk]
                 else:
-                    generator = generator or _generator(cfg, max(len(s.images) for s in samples))
+                    generator = generator or _generator(cfg, most_images)
                     responses = generator.generate(bench, samples, cfg.prompt_style)
                 failed += [
                     {"id": t.sample.id, "error": f"generation: {r}"}
