@@ -278,6 +278,16 @@ def strip_label(text: str) -> str:
     return re.sub(r"^\s*extracted answer\s*:\s*", "", text.strip(), flags=re.IGNORECASE).strip()
 
 
+def read_extraction(text: str) -> str:
+    """An extraction, refused when empty: an empty answer is a server fault, not the response's answer
+    (MathVista's normaliser would map it to the nearest choice and score it), so it fails the item
+    and is never cached."""
+    extraction = strip_label(text)
+    if not extraction:
+        raise CallFailed("the extraction is empty")
+    return extraction
+
+
 def last_words(text: str, n: int = 30) -> str:
     """MathVerse's `--trunk_response 30`: only the response's last n words go to the extractor."""
     return " ".join(text.split()[-n:])
@@ -445,10 +455,10 @@ class OfficialMathVista(LLMProtocol):
         response = response.strip()
         extraction, method = official_shortcut(response, task), "official_rule"
         if extraction is None:
-            text, _ = await self.llm.ask(
-                self.prompts["extract"], str, 256, query=sample.raw["query"], response=response
+            extraction, _ = await self.llm.ask(
+                self.prompts["extract"], read_extraction, 256, query=sample.raw["query"], response=response
             )
-            extraction, method = strip_label(text), "llm_extraction"
+            method = "llm_extraction"
         return {**self.bench.score_extracted(task, extraction), "method": method}
 
 
@@ -464,8 +474,9 @@ class OfficialMathVerse(LLMProtocol):
         self.prompts = {"extract": extract, "judge": judge}
 
     async def decide_one(self, sample: Sample, response: str) -> dict[str, Any]:
-        text, _ = await self.llm.ask(self.prompts["extract"], str, 256, response=last_words(response))
-        extraction = strip_label(text)
+        extraction, _ = await self.llm.ask(
+            self.prompts["extract"], read_extraction, 256, response=last_words(response)
+        )
         correct, raw = await self.llm.ask(
             self.prompts["judge"],
             read_zero_one,
@@ -531,8 +542,8 @@ class Paper(LLMProtocol):
             fields = {"response": response}
             if self.bench.name not in self.MATHVERSE_STYLE:
                 fields["query"] = self.bench.question_text(sample)
-            text, _ = await self.llm.ask(self.prompts["extract"], str, 128, **fields)
-            extracted, method = answer_block(text) or strip_label(text), "llm_extraction"
+            text, _ = await self.llm.ask(self.prompts["extract"], read_extraction, 128, **fields)
+            extracted, method = answer_block(text) or text, "llm_extraction"
         correct, raw = await self.llm.ask(
             self.prompts["judge"],
             read_true_false,

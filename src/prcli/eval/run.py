@@ -352,6 +352,17 @@ def _samples(cfg: EvalConfig, bench: Benchmark, *, decode_images: bool) -> Itera
     return itertools.islice(loaded, cfg.limit) if cfg.limit else loaded
 
 
+def scorer_version(bench: Benchmark) -> str:
+    """A hash of the code that turns a response into a verdict (the benchmark's module, the shared
+    extractor, base class and protocols): results scored by other scoring code are redone on resume,
+    not reused, so a fixed scorer never leaves old verdicts behind."""
+    import importlib
+    import inspect
+
+    names = (type(bench).__module__, "prcli.eval.extract", "prcli.eval.base", "prcli.eval.protocols")
+    return content_hash(*(inspect.getsource(importlib.import_module(n)) for n in names))
+
+
 def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | None) -> tuple[int, int]:
     """(items, the most images one item has). Reads every benchmark row (without decoding images; a
     bad row stops the run here, before any output) and checks that the predictions answer at least
@@ -451,7 +462,7 @@ def run_eval(
     protocol = _protocol(cfg, bench)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    settings = settings_hash(cfg, RESULT_KEYS, protocol=protocol.fingerprint())
+    settings = settings_hash(cfg, RESULT_KEYS, protocol=protocol.fingerprint(), scorer=scorer_version(bench))
     tally, failed, generator = _Tally(), [], None
     try:
         with ResumableJsonl(out / "items.jsonl", overwrite=cfg.overwrite) as items_out:
