@@ -13,7 +13,18 @@ from prcli.config import StageConfig, load_config_file, resolve_config, save_con
 from prcli.jsonl import InputError
 from prcli.models import ALIASES, resolve_model
 
-COMMANDS = ["annotate", "convert", "train", "judge", "eval", "mcnemar", "report", "demo", "plot", "tiny-model"]
+COMMANDS = [
+    "annotate",
+    "convert",
+    "train",
+    "judge",
+    "eval",
+    "mcnemar",
+    "report",
+    "demo",
+    "plot",
+    "tiny-model",
+]
 
 
 PR = str(Path(sys.executable).parent / "pr")  # the installed console script
