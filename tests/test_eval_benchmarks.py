@@ -752,3 +752,117 @@ def test_the_image_limit_is_sized_from_the_largest_item(tmp_path: Path) -> None:
     data = fx.emma(tmp_path)  # the first item has one image, the second two
     cfg = EvalConfig(bench="emma", data=data, out=tmp_path / "o", model="m")
     assert _count_items(cfg, get_benchmark("emma"), None) == (2, 2)
+
+
+# ----------------------------------------------------------------------------- several benchmarks
+
+
+def two_benchmarks(tmp_path: Path) -> Path:
+    """A --data folder for -b mathvista,mmstar: each benchmark's copy under its name."""
+    data = tmp_path / "data"
+    fx.mathvista(data), fx.mmstar(data)  # data/mathvista.parquet, data/mmstar.parquet
+    return data
+
+
+@pytest.mark.slow
+def test_several_benchmarks_load_the_model_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data, out = two_benchmarks(tmp_path), tmp_path / "out"
+    gen = ["-m", str(tiny_model_dir), "--max-new-tokens", "8", "--batch-size", "2", "--device", "cpu"]
+    result = runner.invoke(app, eval_args("mathvista,mmstar", data, out, *gen, "--limit", "2"))
+    assert result.exit_code == 0, result.output
+    assert "model loaded 1 time(s) for 2 benchmarks" in result.stderr
+    summaries = json.loads(result.stdout)
+    assert list(summaries) == ["mathvista", "mmstar"]
+    assert [s["n"] for s in summaries.values()] == [2, 2]  # --limit per benchmark
+    for bench in summaries:
+        assert (out / bench / "summary.json").exists() and (out / bench / "config.yaml").exists()
+        assert len((out / bench / "items.jsonl").read_text().splitlines()) == 2
+    assert f"{data / 'mmstar.parquet'}" in (out / "mmstar" / "config.yaml").read_text()
+    # resume per benchmark: the rest of MathVista is new, MMStar is done
+    result = runner.invoke(app, eval_args("mathvista,mmstar", data, out, *gen))
+    assert result.exit_code == 0, result.output
+    summaries = json.loads(result.stdout)
+    assert [(s["n"], s["reused"]) for s in summaries.values()] == [(3, 2), (2, 2)]
+    assert "mathvista: accuracy" in result.stderr and "protocol rules" in result.stderr
+
+
+def test_several_benchmarks_fail_alone_and_the_call_exits_1_naming_them(tmp_path: Path) -> None:
+    data, out = two_benchmarks(tmp_path), tmp_path / "out"
+    # every MathVista request fails; MMStar's still run
+    with FaultServer(script=["400"] * 3, default="ok") as srv:
+        result = runner.invoke(
+            app,
+            eval_args(
+                "mathvista,mmstar",
+                data,
+                out,
+                "--backend",
+                "openai",
+                "--base-url",
+                srv.base_url,
+                "-m",
+                "served-vlm",
+                "--max-retries",
+                "0",
+                "--concurrency",
+                "1",
+            ),
+        )
+    assert result.exit_code == 1, result.output
+    assert "items failed in mathvista (" in result.stderr
+    summaries = json.loads(result.stdout)
+    assert (summaries["mathvista"]["failed"], summaries["mmstar"]["failed"]) == (3, 0)
+    assert (out / "mathvista" / "failed.jsonl").exists() and not (out / "mmstar" / "failed.jsonl").exists()
+    assert summaries["mmstar"]["n"] == 2
+
+
+def test_several_benchmarks_score_a_predictions_folder(tmp_path: Path) -> None:
+    data, preds, out = two_benchmarks(tmp_path), tmp_path / "preds", tmp_path / "out"
+    preds.mkdir()
+    (preds / "mathvista.jsonl").write_text(json.dumps({"id": "1", "response": "The answer is 5."}) + "\n")
+    (preds / "mmstar.json").write_text(json.dumps({"0": "B", "1": "D"}))
+    result = runner.invoke(app, eval_args("MathVista, mmstar", data, out, "--predictions", str(preds)))
+    assert result.exit_code == 0, result.output
+    summaries = json.loads(result.stdout)
+    assert summaries["mathvista"]["missing_predictions"] == 2 and summaries["mmstar"]["accuracy"] == 100.0
+    assert "model loaded 0 time(s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bench", "layout", "says"),
+    [
+        ("mathvista,mathvistaa", "folder", "unknown benchmark 'mathvistaa'; choose one of emma, local"),
+        ("mathvista,mmstar", "file", "with several benchmarks, --data is a folder"),
+        ("mathvista,emma", "folder", "no entry for emma; expected one emma or emma.<ext>"),
+        ("mathvista,mmstar", "twice", "2 entries (mmstar, mmstar.parquet) for mmstar"),
+        (" , ", "folder", "--bench is empty"),
+    ],
+)
+def test_several_benchmarks_refuse_before_anything_loads(
+    tmp_path: Path, bench: str, layout: str, says: str
+) -> None:
+    data, out = two_benchmarks(tmp_path), tmp_path / "out"
+    if layout == "file":
+        data = data / "mathvista.parquet"
+    if layout == "twice":
+        (data / "mmstar").mkdir()
+    result = runner.invoke(app, eval_args(bench, data, out, "-m", "no-such-model"))
+    assert result.exit_code == 1
+    assert says in " ".join(result.stderr.split()), result.stderr
+    assert not out.exists()
+
+
+def test_all_is_the_papers_eight_in_its_order() -> None:
+    from prcli.eval.run import benchmark_names
+
+    assert benchmark_names("all") == [
+        "mathvista",
+        "mathverse",
+        "mathvision",
+        "wemath",
+        "mmmu",
+        "mmmu_pro",
+        "mmstar",
+        "emma",
+    ]
+    assert benchmark_names("MMMU-Pro,mmstar,mmmu_pro") == ["mmmu_pro", "mmstar"]

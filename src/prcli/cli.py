@@ -11,7 +11,7 @@ from prcli import __version__
 from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
 from prcli.demo import DemoConfig
-from prcli.eval.run import EvalConfig
+from prcli.eval.run import EvalConfig, EvalSummary
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.report import ReportConfig
@@ -233,47 +233,87 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
     (Perception-R1's LLM extraction and judgement). Writes OUT/items.jsonl (one scored item per line;
     what `pr mcnemar` compares) and OUT/summary.json (accuracy 0-100, per-category breakdowns,
     special aggregates, the protocol). Resumes.
-    """
-    from prcli.eval.run import run_eval
 
+    -b a,b,... or -b all: several benchmarks with the model loaded once, OUT/<bench>/ each; --data and
+    --predictions are then folders with one entry per benchmark, named after it; --json prints
+    {bench: summary}.
+    """
+    from prcli.eval.run import per_benchmark, run_eval
+
+    configs = per_benchmark(cfg)
+    if len(configs) > 1:
+        _eval_several(configs, json_out)
+        return
+    cfg = configs[0]
     result = with_progress(cfg.bench, lambda start, item: run_eval(cfg, on_start=start, on_item=item))
-    summary = result.summary
     if json_out:
-        print_json(summary)
+        print_json(result.summary)
     else:
-        rows = [["overall", "", summary["accuracy"], summary["correct"], summary["n"]]]
-        for field, values in summary["breakdown"].items():
-            for value, cell in list(values.items())[:12]:
-                rows.append([field, value, cell["accuracy"], cell["correct"], cell["total"]])
-        scope = f" - {summary['subset']}" if summary.get("subset") else ""
-        console.print(
-            table(
-                f"pr eval {summary['title']}{scope} - protocol {summary['protocol']}",
-                ["breakdown", "value", "accuracy", "correct", "total"],
-                rows,
-            )
-        )
-        for key in (
-            "headline",
-            "score_strict",
-            "score_loose",
-            "row_accuracy",
-            "settings",
-            "four_dimensional",
-            "text_only",
-        ):
-            if key in summary:
-                console.print(f"{key}: {summary[key]}")
-        console.print(f"items: [bold]{cfg.out / 'items.jsonl'}[/]   summary: {cfg.out / 'summary.json'}")
-        if result.missing_predictions:
-            console.print(
-                f"[yellow]{result.missing_predictions} of {summary['n']} item(s) had no prediction "
-                "and count as wrong[/]"
-            )
-        say_redone(result.redone, "item(s)")
+        _eval_table(cfg, result)
     if result.failed:
         console.print(f"first failure: {result.first_error}", style="red", markup=False)
         raise retry_failed(result.failed, "item(s)", cfg.out / "failed.jsonl")
+
+
+def _eval_several(configs: list[EvalConfig], json_out: bool) -> None:
+    """Several benchmarks, one model: a table each, then one line each; exit 1 naming the failed ones."""
+    from prcli.eval.run import run_evals
+
+    runs = run_evals(configs, under=with_progress)
+    if json_out:
+        print_json({name: r.summary for name, r in runs.results.items()})
+    else:
+        for cfg in configs:
+            _eval_table(cfg, runs.results[cfg.bench])
+    for name, r in runs.results.items():
+        failed = f"; {r.failed} item(s) failed, the first: {r.first_error}" if r.failed else ""
+        console.print(
+            f"{name}: accuracy {r.summary['accuracy']} ({r.summary['correct']}/{r.summary['n']}), "
+            f"protocol {r.summary['protocol']}{failed}",
+            style="red" if r.failed else None,
+            markup=False,
+            soft_wrap=True,
+        )
+    console.print(f"model loaded {runs.model_loads} time(s) for {len(configs)} benchmarks")
+    if runs.failed:
+        raise fail(
+            f"items failed in {', '.join(runs.failed)} (listed in each one's failed.jsonl); "
+            "run the same command again to retry them"
+        )
+
+
+def _eval_table(cfg: EvalConfig, result: EvalSummary) -> None:
+    summary = result.summary
+    rows = [["overall", "", summary["accuracy"], summary["correct"], summary["n"]]]
+    for field, values in summary["breakdown"].items():
+        for value, cell in list(values.items())[:12]:
+            rows.append([field, value, cell["accuracy"], cell["correct"], cell["total"]])
+    scope = f" - {summary['subset']}" if summary.get("subset") else ""
+    console.print(
+        table(
+            f"pr eval {summary['title']}{scope} - protocol {summary['protocol']}",
+            ["breakdown", "value", "accuracy", "correct", "total"],
+            rows,
+        )
+    )
+    for key in (
+        "headline",
+        "score_strict",
+        "score_loose",
+        "row_accuracy",
+        "settings",
+        "four_dimensional",
+        "text_only",
+    ):
+        if key in summary:
+            console.print(f"{key}: {summary[key]}")
+    console.print(f"items: [bold]{cfg.out / 'items.jsonl'}[/]   summary: {cfg.out / 'summary.json'}")
+    if result.missing_predictions:
+        console.print(
+            f"[yellow]{result.missing_predictions} of {summary['n']} item(s) had no prediction "
+            "and count as wrong[/]"
+        )
+    say_redone(result.redone, "item(s)")
 
 
 @app.command("mcnemar")

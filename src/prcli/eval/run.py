@@ -54,18 +54,26 @@ class EvalConfig(StageConfig):
     bench: str = Field(
         description="Benchmark: "
         + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(BENCHMARKS.items()))
-        + "."
+        + "; or several, comma-separated, or all (the paper's eight): the model loads once and each "
+        "benchmark gets OUT/<bench>/."
     )
-    out: Path = Field(description="Output folder: items.jsonl, summary.json, config.yaml.")
+    out: Path = Field(
+        description="Output folder: items.jsonl, summary.json, config.yaml (one subfolder per benchmark "
+        "when there are several)."
+    )
     model: str | None = Field(
         None, description="Model to evaluate: alias, hub id, local path, or the server's model name."
     )
     data: Path | None = Field(
-        None, description="Local copy of the benchmark (native dump or normalised JSONL); default: the hub."
+        None,
+        description="Local copy of the benchmark (native dump or normalised JSONL); default: the hub. With "
+        "several benchmarks, a folder holding each one's copy under its name (DATA/mathvista.parquet, "
+        "DATA/mmmu_pro/, ...).",
     )
     predictions: Path | None = Field(
         None,
-        description='Score saved responses instead of generating: JSONL of {"id", "response"} (or a JSON id->response map).',
+        description='Score saved responses instead of generating: JSONL of {"id", "response"} (or a JSON '
+        "id->response map). With several benchmarks, a folder of PREDICTIONS/<bench>.jsonl (or .json).",
     )
     backend: Backend = Field(
         "hf", description="Generation backend: hf (transformers, batched), openai (a server) or vllm (GPU)."
@@ -363,6 +371,11 @@ def scorer_version(bench: Benchmark) -> str:
     return content_hash(*(inspect.getsource(importlib.import_module(n)) for n in names))
 
 
+def _images_in_prompt(sample: Sample) -> int:
+    """Images one item puts in its prompt (empty image slots, as MMMU's unused `image_k`, do not count)."""
+    return sum(1 for image in sample.images if image is not None)
+
+
 def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | None) -> tuple[int, int]:
     """(items, the most images one item has). Reads every benchmark row (without decoding images; a
     bad row stops the run here, before any output) and checks that the predictions answer at least
@@ -371,7 +384,7 @@ def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | Non
     total, most_images, matched = 0, 0, index is None
     for sample in _samples(cfg, bench, decode_images=False):
         total += 1
-        most_images = max(most_images, sum(1 for image in sample.images if image is not None))
+        most_images = max(most_images, _images_in_prompt(sample))
         matched = matched or _find_response(index, sample) is not None  # one match is enough
     if index is not None and total and not matched:
         raise InputError(
@@ -443,9 +456,13 @@ def run_eval(
     *,
     on_start: Callable[[int | None], None] | None = None,
     on_item: Callable[[int], None] | None = None,
+    make_generator: Callable[[EvalConfig, int], Any] | None = None,
 ) -> EvalSummary:
     """Chunks of items -> generate (or read the saved responses) -> decide (the protocol extracts,
-    judges and scores) -> write. Everything is checked before anything is written."""
+    judges and scores) -> write. Everything is checked before anything is written.
+
+    `make_generator(cfg, max_images)` gives the model (default: load it); `run_evals` passes one that
+    keeps the model loaded across benchmarks."""
     started = time.monotonic()
     bench = get_benchmark(cfg.bench)
     if cfg.decoding_preset == "official":  # from here on, the settings this run really uses
@@ -474,7 +491,7 @@ def run_eval(
                 if index is not None:
                     responses: list[str | Exception] = [t.response or "" for t in chunk]
                 else:
-                    generator = generator or _generator(cfg, most_images)
+                    generator = generator or (make_generator or _generator)(cfg, most_images)
                     responses = generator.generate(bench, samples, cfg.prompt_style)
                 failed += [
                     {"id": t.sample.id, "error": f"generation: {r}"}
@@ -546,6 +563,123 @@ def _summary(
         }
     )
     return summary
+
+
+# ----------------------------------------------------------------------------- several benchmarks
+
+# `-b all`: the paper's order (Table 1); a benchmark registered later follows, `local` never
+PAPER_ORDER = ("mathvista", "mathverse", "mathvision", "wemath", "mmmu", "mmmu_pro", "mmstar", "emma")
+
+
+def benchmark_names(spec: str) -> list[str]:
+    """`-b`'s benchmarks, registry names in order: one name, a comma-separated list or `all`. An
+    unknown name stops here, before anything loads."""
+    if spec.strip().lower() == "all":
+        return [n for n in PAPER_ORDER if n in BENCHMARKS] + sorted(
+            set(BENCHMARKS) - set(PAPER_ORDER) - {"local"}
+        )
+    names = [get_benchmark(n.strip()).name for n in spec.split(",") if n.strip()]
+    if not names:
+        raise StageError("--bench is empty: give a benchmark, a comma-separated list or all")
+    return list(dict.fromkeys(names))
+
+
+def per_benchmark(cfg: EvalConfig) -> list[EvalConfig]:
+    """One config per benchmark of `-b`. A single benchmark keeps OUT, --data and --predictions as
+    given; with several, each writes OUT/<bench>/ and finds its data and predictions under its name
+    in the --data and --predictions folders. Every path is resolved before anything loads."""
+    names = benchmark_names(cfg.bench)
+    if len(names) == 1:
+        return [cfg.model_copy(update={"bench": names[0]})]
+    return [
+        cfg.model_copy(
+            update={
+                "bench": name,
+                "out": cfg.out / name,
+                "data": cfg.data and _entry(cfg.data, name, "--data"),
+                "predictions": cfg.predictions and _entry(cfg.predictions, name, "--predictions"),
+            }
+        )
+        for name in names
+    ]
+
+
+def _entry(folder: Path, name: str, option: str) -> Path:
+    """FOLDER/<name> or FOLDER/<name>.<ext>: the one entry of a per-benchmark folder for `name`."""
+    if not folder.is_dir():
+        raise StageError(
+            f"{option} {folder}: with several benchmarks, {option} is a folder holding each benchmark's "
+            f"file or folder under its name ({folder}/{name}.jsonl, ...); or run one benchmark per call"
+        )
+    found = sorted(p for p in folder.iterdir() if p.name.partition(".")[0] == name)
+    if len(found) != 1:
+        what = f"{len(found)} entries ({', '.join(p.name for p in found)})" if found else "no entry"
+        raise StageError(f"{option} {folder}: {what} for {name}; expected one {name} or {name}.<ext>")
+    return found[0]
+
+
+@dataclass
+class MultiEval:
+    """Several benchmarks in one call: each one's result, and how often the model was loaded."""
+
+    results: dict[str, EvalSummary]
+    model_loads: int
+
+    @property
+    def failed(self) -> list[str]:
+        """The benchmarks with failed items (retried by the next run)."""
+        return [name for name, r in self.results.items() if r.failed]
+
+
+class _SharedGenerator:
+    """The model under evaluation, loaded once and handed to each benchmark's run, sized for the most
+    images any of them puts in one prompt (vLLM fixes that limit when it loads). A benchmark with
+    other decoding (EMMA under --decoding-preset official) loads it again: the backends fix their
+    decoding when they load."""
+
+    def __init__(self, max_images: int):
+        self.max_images, self.loads = max_images, 0
+        self._generator: Any = None
+        self._decoding: dict[str, Any] | None = None
+
+    def __call__(self, cfg: EvalConfig, max_images: int) -> Any:
+        if self._generator is None or cfg.decoding != self._decoding:
+            self._generator = None  # the previous model goes before the next one loads
+            self._generator = _generator(cfg, max(max_images, self.max_images))
+            self._decoding = cfg.decoding
+            self.loads += 1
+        return self._generator
+
+
+def run_evals(
+    configs: list[EvalConfig],
+    under: Callable[[str, Callable[..., EvalSummary]], EvalSummary] = lambda _label, run: run(None, None),
+) -> MultiEval:
+    """`run_eval` for each config (from `per_benchmark`), one model for all of them.
+
+    Every benchmark's rows are read first (no image decoding), so missing or bad data stops the call
+    before the model loads; items that fail (generation, LLM calls) in one benchmark do not stop the
+    others. `under(label, run)` runs each `run(on_start, on_item)`, e.g. under a progress bar.
+    """
+    max_images = max(
+        (
+            _images_in_prompt(s)
+            for c in configs
+            for s in _samples(c, get_benchmark(c.bench), decode_images=False)
+        ),
+        default=1,
+    )
+    shared = _SharedGenerator(max_images)
+    results = {
+        c.bench: under(
+            c.bench,
+            lambda on_start, on_item, c=c: run_eval(
+                c, on_start=on_start, on_item=on_item, make_generator=shared
+            ),
+        )
+        for c in configs
+    }
+    return MultiEval(results, shared.loads)
 
 
 def _generator(cfg: EvalConfig, max_images: int) -> Any:
