@@ -185,6 +185,7 @@ def test_folders_written_by_pr_eval(tmp_path: Path) -> None:
         ("unknown baseline", "--baseline 'gpt' is none of the models: qwen2.5-vl-7b, runs/pr1-7b"),
         ("labels", "--labels gives 1 name(s) for 2 folder(s)"),
         ("stale items", "summary.json counts 50 items but items.jsonl has 51; rerun `pr eval` on it"),
+        ("failed items", "3 item(s) failed and are not in its accuracy (see failed.jsonl)"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(two_models: Path, case: str, message: str) -> None:
@@ -199,6 +200,9 @@ def test_bad_input_is_one_line_and_writes_nothing(two_models: Path, case: str, m
         extra = ["--baseline", "gpt"]
     elif case == "labels":
         extra = ["--labels", "one"]
+    elif case == "failed items":  # their accuracy is over the items that did not fail
+        summary = json.loads((t / "pr1/mathvista/summary.json").read_text())
+        (t / "pr1/mathvista/summary.json").write_text(json.dumps({**summary, "failed": 3}))
     else:
         with open(t / "pr1/mathvista/items.jsonl", "a") as fh:
             fh.write(json.dumps({"id": "extra", "correct": True}) + "\n")
@@ -206,3 +210,18 @@ def test_bad_input_is_one_line_and_writes_nothing(two_models: Path, case: str, m
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert not (t / "out").exists()
+
+
+def test_a_problem_level_headline_is_labelled_and_not_tested_per_item(tmp_path: Path) -> None:
+    """We-Math's headline is Score (Strict) over problems: a difference in it is shown, but McNemar on
+    the rows would test another quantity."""
+    base, pr1 = cells(both=30, b=2, c=10, neither=8)
+    for name, model, outcomes in (("base", "qwen2.5-vl-7b", base), ("pr1", "runs/pr1-7b", pr1)):
+        folder = eval_folder(tmp_path / name / "wemath", model, "wemath", outcomes)
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, "headline": "score_strict"}))
+    out = report(str(tmp_path / "base/wemath"), str(tmp_path / "pr1/wemath"), "-o", str(tmp_path / "out"))
+    assert "score_strict" in (tmp_path / "out" / "report.md").read_text()
+    cell = out["models"]["runs/pr1-7b"]["wemath"]
+    assert cell["headline"] == "score_strict" and cell["difference"] == 16.0
+    assert cell["mcnemar"] == "n/a: not a per-item accuracy" and cell["p_value"] is None

@@ -50,6 +50,8 @@ PAPER_ROWS: dict[str, dict[str, float]] = {
 PAPER_NOTES = {
     ("Perception-R1-7B", "mmmu_pro"): "Perception-R1-7B on MMMU-Pro: 41.4 in the README image, "
     "42.4 in the paper's text (method.md 4.4).",
+    ("Qwen2.5-VL-7B-IT", "wemath"): "WeMath: the paper does not say which of its metrics its figures are "
+    "(benchmarks.md); ours is Score (Strict).",
 }
 # column headers, in the paper's column order; other benchmarks follow in the order given
 BENCH_NAMES = {
@@ -64,6 +66,7 @@ BENCH_NAMES = {
 }
 SUBSET_MARK = "†"
 DIFFERENT_ITEMS = "n/a: different items"
+NOT_PER_ITEM = "n/a: not a per-item accuracy"  # McNemar tests item outcomes, not a problem-level score
 PUBLISHED = "published"
 
 
@@ -104,6 +107,7 @@ class Cell:
     n: int
     protocol: str
     subset: str | None
+    headline: str  # the metric `accuracy` holds: accuracy, or e.g. We-Math's score_strict
     outcomes: dict[str, bool] = field(repr=False)
     difference: float | None = None  # accuracy - the baseline's, in points
     test: McNemarResult | str | None = None  # a string says why there is no test
@@ -117,6 +121,7 @@ class Cell:
             "n": self.n,
             "protocol": self.protocol,
             "subset": self.subset,
+            "headline": self.headline,
             "difference": self.difference,
             "p_value": self.test.p_value if isinstance(self.test, McNemarResult) else None,
             "mcnemar": test,
@@ -212,6 +217,11 @@ def load_cell(folder: Path, label: str | None) -> Cell:
         raise StageError(
             f"{folder}: summary.json names no model (scored from --predictions); name the models with --labels"
         )
+    if summary.get("failed"):
+        raise StageError(
+            f"{folder}: {summary['failed']} item(s) failed and are not in its accuracy (see failed.jsonl); "
+            "run the same `pr eval` again to retry them"
+        )
     outcomes = read_outcomes(folder / "items.jsonl", "id", "correct", None)
     if outcomes.errors or outcomes.droppable:
         raise InputError(outcomes.errors + outcomes.droppable)
@@ -229,6 +239,7 @@ def load_cell(folder: Path, label: str | None) -> Cell:
         n=int(summary["n"]),
         protocol=_protocol(summary),
         subset=summary.get("subset"),
+        headline=str(summary.get("headline") or "accuracy"),
         outcomes=outcomes.values,
     )
 
@@ -236,6 +247,9 @@ def load_cell(folder: Path, label: str | None) -> Cell:
 def _compare(cell: Cell, base: Cell, method: Method) -> None:
     """Difference to the baseline's cell; McNemar only on exactly the same item ids."""
     cell.difference = cell.accuracy - base.accuracy
+    if "accuracy" not in (cell.headline, base.headline) or cell.headline != base.headline:
+        cell.test = NOT_PER_ITEM
+        return
     if set(cell.outcomes) != set(base.outcomes):
         cell.test = DIFFERENT_ITEMS
         return
@@ -280,7 +294,8 @@ def _p(p: float) -> str:
 
 def cell_text(cell: Cell) -> str:
     """What one table cell says, in every format: accuracy (+ subset mark) · protocol [· difference]."""
-    text = f"{cell.accuracy:.1f}{SUBSET_MARK if cell.subset else ''} · {cell.protocol}"
+    metric = "" if cell.headline == "accuracy" else f" · {cell.headline}"
+    text = f"{cell.accuracy:.1f}{SUBSET_MARK if cell.subset else ''} · {cell.protocol}{metric}"
     if cell.difference is None:
         return text
     why = _p(cell.test.p_value) if isinstance(cell.test, McNemarResult) else cell.test

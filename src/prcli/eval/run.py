@@ -559,6 +559,7 @@ def _summary(
             "reused": reused,
             "redone": redone,
             "failed": len(failed),
+            "complete": not failed,  # False: the failed items are in no denominator (failed.jsonl)
             "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
     )
