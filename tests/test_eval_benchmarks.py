@@ -866,3 +866,33 @@ def test_all_is_the_papers_eight_in_its_order() -> None:
         "emma",
     ]
     assert benchmark_names("MMMU-Pro,mmstar,mmmu_pro") == ["mmmu_pro", "mmstar"]
+
+
+def test_mmmu_pro_native_ids_do_not_answer_both_settings(tmp_path: Path) -> None:
+    """A standard-only predictions file keyed by native ids must not also answer the vision items
+    of a two-setting dataset (it would score both with the same responses)."""
+    from conftest import make_image
+
+    rows = []
+    for i in range(2):
+        make_image(tmp_path / f"s{i}.png", "red")
+        make_image(tmp_path / f"v{i}.png", "blue")
+        common = {"id": f"q{i}", "options": str([f"option {k}" for k in range(10)]), "answer": "C"}
+        rows.append(
+            {**common, "setting": "standard10", "question": "What is <image 1>?", "image_1": f"s{i}.png"}
+        )
+        rows.append({**common, "setting": "vision", "image": f"v{i}.png"})
+    data = tmp_path / "mmmu_pro.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": f"q{i}", "response": "\\boxed{C}"}) + "\n" for i in range(2)))
+    result = runner.invoke(app, eval_args("mmmu_pro", data, tmp_path / "out", "--predictions", str(preds)))
+    assert result.exit_code == 1 and "no prediction id matches a mmmu_pro item id" in result.output, (
+        result.output
+    )
+    # one setting in the data: native ids name one item each and are taken
+    single = tmp_path / "standard.jsonl"
+    single.write_text("".join(json.dumps(r) + "\n" for r in rows if r["setting"] == "standard10"))
+    result = runner.invoke(app, eval_args("mmmu_pro", single, tmp_path / "out1", "--predictions", str(preds)))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accuracy"] == 100.0

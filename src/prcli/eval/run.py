@@ -287,12 +287,27 @@ def _json_predictions(path: Path) -> dict[str, str]:
     return out
 
 
-def _find_response(index: PredictionIndex, sample: Sample) -> str | None:
+def _find_response(index: PredictionIndex, sample: Sample, by_native_id: bool) -> str | None:
+    """The saved response of `sample`: by its id, else (`by_native_id`) by its native id, as a
+    single-setting MMMU-Pro file keys them."""
     response = index.get(sample.id)
     native = sample.fields.get("native_id")
-    if response is None and native is not None:  # MMMU-Pro: a single-setting file keyed by the native id
+    if response is None and native is not None and by_native_id:
         response = index.get(str(native))
     return response
+
+
+def _native_ids_unique(cfg: EvalConfig, bench: Benchmark) -> bool:
+    """Whether a native id names one item: not when the data holds both MMMU-Pro settings, where one
+    file keyed by native ids would answer both settings' items with the same responses."""
+    seen: set[str] = set()
+    for sample in _samples(cfg, bench, decode_images=False):
+        native = sample.fields.get("native_id")
+        if native is not None:
+            if native in seen:
+                return False
+            seen.add(native)
+    return True
 
 
 # ----------------------------------------------------------------------------- items
@@ -382,10 +397,11 @@ def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | Non
     one item. The image count sizes vLLM's per-prompt limit for the whole benchmark, not the first
     batch (a later item with more images would otherwise fail)."""
     total, most_images, matched = 0, 0, index is None
+    by_native_id = index is not None and _native_ids_unique(cfg, bench)
     for sample in _samples(cfg, bench, decode_images=False):
         total += 1
         most_images = max(most_images, _images_in_prompt(sample))
-        matched = matched or _find_response(index, sample) is not None  # one match is enough
+        matched = matched or _find_response(index, sample, by_native_id) is not None  # one match is enough
     if index is not None and total and not matched:
         raise InputError(
             [
@@ -414,8 +430,9 @@ def _todo(
 ) -> Iterator[_Todo]:
     """The items to decide, in benchmark order. Items done by an earlier run with the same inputs
     are kept; a benchmark item without a saved prediction is written as wrong."""
+    by_native_id = index is not None and _native_ids_unique(cfg, bench)
     for sample in _samples(cfg, bench, decode_images=index is None):
-        response = _find_response(index, sample) if index is not None else None
+        response = _find_response(index, sample, by_native_id) if index is not None else None
         h = _input_hash(settings, sample, response)
         reused = items_out.reuse(sample.id, h)
         missing = index is not None and response is None
