@@ -399,6 +399,14 @@ class OfficialRules(Rules):
     name = "official"
     pipeline = "the benchmark's official scoring is rule-based: its rules, no LLM"
 
+    def __init__(self, bench: Benchmark, score_timeout: float):
+        super().__init__(bench, score_timeout)
+        if bench.name == "mmstar":  # our one deviation from an official rule, said where the score is
+            self.pipeline = (
+                "MMStar's official scoring is rule-based: its first-letter rule, applied by prcli only to "
+                "letter-like answers (free text is read for its committed option, else undecided)"
+            )
+
 
 class LLMProtocol(Protocol):
     """A protocol whose steps ask an LLM, one item at a time, all items of a chunk concurrently."""
@@ -598,12 +606,18 @@ def build_protocol(
             bench, PromptedLLM(endpoint, cache()), extract, PROMPTS["paper_judge"].from_file(judge_file)
         )
     if bench.name == "mathvista":
+        if judge_file is not None:  # refused, not silently ignored
+            raise StageError("MathVista's official pipeline has no LLM judgement for --answer-judge-prompt")
         extract = PROMPTS["mathvista_extract"].from_file(extract_prompt)
         return OfficialMathVista(bench, PromptedLLM(endpoint, cache()), extract)
     if bench.name == "mathverse":
         extract = PROMPTS["mathverse_extract"].from_file(extract_prompt)
         judge = PROMPTS["mathverse_judge"].from_file(judge_file)
         return OfficialMathVerse(bench, PromptedLLM(endpoint, cache()), extract, judge)
+    if extract_prompt is not None and judge_file is not None:
+        raise StageError(
+            "EMMA's official LLM step is one judgement: give --extract-prompt or --answer-judge-prompt"
+        )
     judge = PROMPTS["emma_judge"].from_file(extract_prompt or judge_file)
     return OfficialEMMA(bench, PromptedLLM(endpoint, cache()), judge)
 
