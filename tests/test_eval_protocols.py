@@ -274,3 +274,36 @@ def test_official_mathvista_through_a_replay_server_matches_the_official_verdict
     pids = list(outputs)[::25]  # 40 items, every kind of question among them
     same, n, extracted, _ = mathvista_parity.agreement(model, "official", tmp_path, pids)
     assert same == n == 40 and extracted > 0
+
+
+def test_an_empty_extraction_fails_the_item_and_is_not_cached(tmp_path: Path) -> None:
+    """MathVista's normaliser would map "" to the nearest choice and score it: a broken extractor
+    would give a plausible number with exit 0."""
+    data, out = fx.mathvista(tmp_path), tmp_path / "out"
+    preds = {"1": "AB is five centimetres long.", "2": "B", "3": "It is roughly 2.46 units."}
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    with FaultServer(reply=lambda r: "  ") as srv:
+        result = evaluate("mathvista", data, out, preds, "--protocol", "official", *llm(srv.base_url), *cache)
+    assert result.exit_code == 1 and "the extraction is empty" in " ".join(result.output.split())
+    assert sorted(items(out)) == ["2"]  # the rule shortcut needs no LLM
+    extractions = {"five": "5", "2.46": "2.46"}
+    with FaultServer(reply=lambda r: next(v for k, v in extractions.items() if k in user_text(r))) as srv:
+        result = evaluate("mathvista", data, out, preds, "--protocol", "official", *llm(srv.base_url), *cache)
+        assert result.exit_code == 0, result.output
+        assert len(srv.requests) == 2  # asked again: the empty answers were never cached
+    assert all(item["correct"] for item in items(out).values())
+
+
+def test_items_scored_by_other_scoring_code_are_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prcli.eval.run as run_module
+
+    data, out = fx.mmstar(tmp_path), tmp_path / "out"
+    preds = {"0": "<answer>B</answer>", "1": "<answer>D</answer>"}
+    assert evaluate("mmstar", data, out, preds).exit_code == 0
+    assert json.loads(evaluate("mmstar", data, out, preds).stdout)["reused"] == 2
+    version = run_module.scorer_version(run_module.get_benchmark("mmstar"))
+    assert version != run_module.scorer_version(run_module.get_benchmark("mathvista"))  # per benchmark
+    monkeypatch.setattr(run_module, "scorer_version", lambda bench: version + " (edited)")
+    assert json.loads(evaluate("mmstar", data, out, preds).stdout)["redone"] == 2
