@@ -139,6 +139,52 @@ def test_prose_that_opens_with_a_capital_is_not_a_committed_letter() -> None:
     assert mentioned_option("the white one", ["one", "white one"]) == "B"  # "one" is inside "white one"
 
 
+def test_a_rejected_or_prose_letter_is_no_answer() -> None:
+    """Review 15: "option A is wrong" rejects A; "A (partially hidden) ..." and an unmarked "A, as
+    shown, ..." are the article or a label in prose; a LaTeX-wrapped letter is still a letter."""
+    assert letter_like("Option A is wrong, so B", "ABCD") is None
+    assert (
+        letter_like("(A) is incorrect", "ABCD") is None and letter_like("option B cannot be", "ABCD") is None
+    )
+    assert letter_like("A (partially hidden) cat sits on the mat", "ABCD") is None
+    assert letter_like("A (5).", "ABCD") == "A" and letter_like("B. a dog", "ABCD") == "B"
+    assert letter_like("A, as shown, is larger than B.", "ABCD", marked=False) is None
+    assert letter_like("C, Opposite", "ABCD") == "C"  # a marked answer may list the option's text
+    assert extract_answer("Answer: \\(B\\)").text == "B"
+    assert extract_answer("Option A is incorrect. Option B is correct.").text == "B"
+
+
+def test_mmstar_prose_and_rejections_name_no_option(tmp_path: Path) -> None:
+    s0, _ = get_benchmark("mmstar").load(fx.mmstar(tmp_path))  # A: a cat, B: a dog
+    for response in (
+        "Answer: Option A is wrong, so B",
+        "A (partially hidden) animal sits on the mat.",
+        "A, as shown, is larger than B.",
+    ):
+        assert score("mmstar", s0, response)["prediction"] is None, response
+    assert score("mmstar", s0, "Answer: \\(B\\)")["correct"]
+
+
+def test_mathvista_refusals_and_contradictions_are_undecided() -> None:
+    """Review 15, on real outputs: a refusal that mentions an option in its working commits to none;
+    an explicit letter wins over a number mentioned before it; a letter whose stated value is not
+    that option's ("(D) 140°" with D "20°") is undecided (the official normaliser would take D)."""
+    task = {"question_type": "multi_choice", "answer_type": "text", "precision": None}
+    angles = {**task, "choices": ["110°", "55°", "70°", "35°"], "answer": "35°"}
+    refusal = "So ∠BOE = 110°, ∠AOE = 55°. \n\nHowever, this option is not available in the choices."
+    assert get_benchmark("mathvista").score(angles, refusal)["prediction"] is None
+    assert mentioned_option("The options provided do not include 4. It is 2.", ["2", "3"]) is None
+    lengths = {**task, "choices": ["3", "5", "6", "7", "It cannot be determined"], "answer": "5"}
+    pid234 = "AB cannot be found. The image only provides AC, which is 6. Therefore, option (E) is the correct answer."
+    assert get_benchmark("mathvista").score(lengths, pid234)["prediction"] == "It cannot be determined"
+    pid119 = {**task, "choices": ["45°", "40°", "25°", "20°"], "answer": "20°"}
+    result = get_benchmark("mathvista").score(
+        pid119, "∠P = 140°\n\nTherefore, the correct answer is (D) 140°."
+    )
+    assert (result["prediction"], result["correct"]) == (None, False)
+    assert get_benchmark("mathvista").score(pid119, "The correct answer is (D) 20°.")["correct"]
+
+
 def test_mathvista_fixture(tmp_path: Path) -> None:
     bench = get_benchmark("mathvista")
     s1, s2, s3 = bench.load(fx.mathvista(tmp_path))

@@ -70,7 +70,7 @@ def test_mathvista_queries_match_the_official_file() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "floor"), [("bard", 0.98), ("gpt4_2shot_solution", 0.865), ("llava_llama_2_13b", 0.895)]
+    ("model", "floor"), [("bard", 0.98), ("gpt4_2shot_solution", 0.86), ("llava_llama_2_13b", 0.895)]
 )
 def test_mathvista_rule_extraction_on_full_responses(model: str, floor: float) -> None:
     """How often rules on the full response agree with GPT extraction (numbers in benchmarks/RESULTS.md;

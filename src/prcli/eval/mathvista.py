@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from prcli.eval.base import Benchmark, Hub, Sample
-from prcli.eval.extract import choice_letter, extract_answer, last_number, mentioned_option
+from prcli.eval.extract import extract_answer, last_number, read_option
 
 HINTS = {
     "multi_choice": "Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
@@ -195,7 +195,9 @@ class MathVista(Benchmark):
             numeric = task["answer_type"] in ("integer", "float")
             if task["question_type"] == "multi_choice":
                 # "(B) 93", "93 degrees", or prose naming one option; the normaliser maps the letter
-                letter = choice_letter(ex.text, task["choices"]) or mentioned_option(ex.text, task["choices"])
+                letter, how = read_option(ex.text, task["choices"], marked=ex.decided)
+                if how == "conflict":  # "(D) 140°" with D "20°": the response contradicts itself
+                    return {"correct": False, "extracted": ex.text, "prediction": None, "method": "unmatched"}
                 if letter is not None:
                     extracted, method = letter, method if ex.decided else "option_text"
                 elif not ex.decided:  # the nearest choice to a whole paragraph would be a guess

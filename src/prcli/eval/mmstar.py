@@ -17,7 +17,7 @@ import re
 from typing import Any, ClassVar
 
 from prcli.eval.base import LETTERS, Benchmark, Hub, Sample
-from prcli.eval.extract import choice_letter, extract_answer, letter_like, mentioned_option
+from prcli.eval.extract import extract_answer, read_option
 
 
 def split_options(question: str) -> tuple[str, list[str]]:
@@ -73,12 +73,13 @@ class MMStar(Benchmark):
         letters = LETTERS[: len(choices)] or "ABCD"
         ex = extract_answer(response or "")
         # the official rule ignores case, so a direct answer "b" or "(b)" counts too
-        letter = letter_like(ex.text.upper() if len(ex.text) <= 3 else ex.text, letters)
-        if letter is not None:  # unmarked: the official rule on a letter-like direct answer
+        text = ex.text.upper() if len(ex.text) <= 3 else ex.text
+        letter, how = read_option(text, choices or None, letters, marked=ex.decided)
+        if how == "letter":  # unmarked: the official rule on a letter-like direct answer
             method = ex.method if ex.decided else "official_rule"
-        elif choices and (letter := choice_letter(ex.text, choices) or mentioned_option(ex.text, choices)):
+        elif how in ("text", "mention"):
             method = ex.method if ex.decided else "option_text"
-        else:
+        else:  # nothing, or a letter whose stated option text is another's
             method = "unmatched" if ex.decided else "raw"
         return {
             "correct": letter == task["answer"],
