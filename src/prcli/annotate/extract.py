@@ -63,7 +63,7 @@ _RELATIONS = re.compile(
     re.IGNORECASE,
 )
 _MEASURE = re.compile(
-    r"(?:\b[A-Z]{2,3}\b|(?:\\angle|\bangle|∠)\s*(?:[A-Z]{1,3}|\d+)\b)\s*(?:=|is|measures)\s*"
+    r"(?:(?-i:\b[A-Z]{2,3}\b)|(?:\\angle|\bangle|∠)\s*(?:[A-Z]{1,3}|\d+)\b)\s*(?:=|is|measures)\s*"
     r"\(?\s*-?(?:\d+(?:\.\d+)?\s*[a-z]?|[a-z])(?:\s*[-+]\s*\d+(?:\.\d+)?)?\s*\)?"
     r"\s*(?:\^\s*\{?\\circ\}?|°|degrees?|cm|mm|m|in|ft|units?)?(?![\d\w.*/^=])",
     re.IGNORECASE,
@@ -76,19 +76,82 @@ _INFERENCE = re.compile(
 _LEAD = re.compile(
     r"^(?:(?:and|but|also|first|next|then|since|as|because|now|here|note that|notice that|it is given that|"
     r"we are given that|we are given|we know that|we see that|we can see that|we observe that|"
-    r"(?:from|in|according to) the (?:figure|diagram|image|picture)),?(?:\s+|$))+",
+    r"(?:from|in|according to) the (?:figure|diagram|image|picture|chart|graph|plot|table)),?(?:\s+|$))+",
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+|\n+")
+# ", so ..." / ", therefore ...": what follows is drawn from what precedes.
+_CONSEQUENCE = re.compile(r",\s+(?:so|thus|hence|therefore|which means)\b", re.IGNORECASE)
+
+# Arithmetic on numbers: "2*(3+4)", "2 \times 5", "180 - 40", "3^2", "\frac{1}{2}". A clause that computes
+# is a step of reasoning, not something read off the figure. "3f - 6" (a label's expression) is not
+# matched: its left operand is a letter.
+_COMPUTATION = re.compile(
+    r"(?<![\w.])\d+(?:\.\d+)?\s*(?:[*×÷+]|\\times|\\cdot|\\div|\s[-/]\s)\s*\(?\s*\d"
+    r"|\d\s*\^\s*\{?\s*\d|\\frac\b|\)\s*="
+)
+# Hypotheses and obligations ("if the side is 3", "the height must be 6") are not stated facts.
+_HYPOTHETICAL = re.compile(r"\b(if|suppose|assum\w*|would|could|should|must|might)\b", re.IGNORECASE)
+
+# Parts of a figure whose size, position or reading a plain statement gives: sides, lengths, angles,
+# a chart's bars and slices, points. "Side AB", "the top side", "the bar for 2019", "the radius".
+_FIGURE_PART = re.compile(
+    r"\b(sides?|edges?|lengths?|widths?|heights?|bases?|legs?|hypotenuse|radius|radii|diameter|altitude|"
+    r"segments?|lines?|arcs?|chords?|angles?|bars?|columns?|slices?|sectors?|points?|vertex|vertices|"
+    r"coordinates?|values?|readings?|labels?|depth|distance|measure)\b|\\angle|∠|(?-i:\b[A-Z]{2,3}\b)",
+    re.IGNORECASE,
+)
+# Quantities that are computed from the figure rather than read off it ("the area is 12", "the sum of
+# the angles is 180°"), what is sought ("the missing angle", "the value of x"), and pronoun subjects
+# ("it is 5") whose referent is a step of reasoning.
+_DERIVED = re.compile(
+    r"\b(area|perimeter|volume|surface|circumference|sum|total|difference|product|ratio|average|mean|"
+    r"probability|result|answer|solution|missing|unknown|remaining|it|this|that|we|i|they)\b"
+    r"|\bvalues? of (?:[a-z]|the \w+ expression)\b",
+    re.IGNORECASE,
+)
+# A plain statement of one quantity: SUBJECT VERB VALUE [UNIT] [long]. "The top side is 3",
+# "the radius is 5 cm", "Side AB has length 7", "The bar for 2019 reaches 35", "The cylinder has a
+# height of 10", "the angle at B measures 40^\circ". VALUE is a number, a percentage, or a label's
+# letter or simple expression ("x", "2x + 1"); the subject is a few words at most.
+_VALUE = r"-?\d+(?:\.\d+)?|\d*[a-z](?:\s*[-+]\s*\d+(?:\.\d+)?)?"
+_UNIT = (
+    r"\^\s*\{?\s*\\circ\s*\}?|°|%|percent|degrees?|(?:square |cubic )?(?:cm|mm|km|m|in|inch(?:es)?|ft|feet|foot|"
+    r"yards?|meters?|metres?|centimeters?|units?)(?:\s*\^\s*\{?[23]\}?|²|³)?"
+)
+_STATEMENT = re.compile(
+    r"^(?P<subject>[^,;]{1,60}?)\s*"
+    r"(?P<verb>=|\b(?:is|are|equals?|measures?|reaches|reads|shows|has|have)"
+    r"(?:\s+(?:a|an|the))?(?:\s+(?:length|measure|height|width|radius|diameter|value|side|sides|base|depth)"
+    r"(?:\s+of)?)?\b)\s*"
+    rf"(?P<value>(?:{_VALUE})(?:\s*,\s*(?:{_VALUE}))*(?:,?\s+and\s+(?:{_VALUE}))?)"  # "sides 3, 4 and 5"
+    rf"(?:\s*(?:{_UNIT}))?(?:\s+(?:long|tall|wide|high|in length))?$",
+    re.IGNORECASE,
+)
+# A count of things in the picture: "There are 4 red cubes", "there is one triangle". Counts of
+# solutions, ways or cases are reasoning.
+_NUMBER_WORD = r"\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+_COUNT = re.compile(
+    rf"^there (?:are|is) (?:{_NUMBER_WORD})\s+(?!(?:\w+\s+)?(?:solutions?|ways?|cases?|possibilit\w*|outcomes?|options?|steps?|"
+    r"answers?|choices?)\b)\w",
+    re.IGNORECASE,
+)
 
 
 def _clauses(cot: str) -> list[str]:
     body = re.sub(r"</?think>|<answer>.*?</answer>", " ", cot, flags=re.DOTALL)
     out = []
     for sentence in _SENTENCE_END.split(body):
+        if sentence.rstrip().endswith("?"):
+            continue  # a question asks; it states nothing about the figure
         clauses = re.split(r",\s+(?=(?:and\s+|while\s+|where\s+)?[A-Z\\$∠(])", sentence)
         if re.match(r"\s*(since|because|as)\b", sentence, re.IGNORECASE):
-            clauses = clauses[:1]  # "Since <fact>, <consequence>": the consequence is reasoning
+            # "Since <fact>, <consequence>": the consequence is reasoning, whatever its case
+            clauses = re.split(r",\s+", sentence, maxsplit=1)[:1]
+        else:
+            premise = _CONSEQUENCE.split(sentence, maxsplit=1)
+            if len(premise) == 2 and _is_plain_statement(premise[0].strip().rstrip(".;:,")):
+                clauses = [premise[0]]  # "The side is 6, so the area is 36": the stated side only
         for clause in clauses:
             clause = clause.strip().rstrip(".;:,")
             if clause:
@@ -96,10 +159,40 @@ def _clauses(cot: str) -> list[str]:
     return out
 
 
+def _is_plain_statement(clause: str) -> bool:
+    """`SUBJECT is VALUE` about a part of the figure (each conjunct, if joined by "and"), not a derived one."""
+    text = _LEAD.sub("", re.sub(r"\$|\\[()]", "", clause)).strip()
+    if _COUNT.match(text):
+        return True
+    # "The length is 8 cm and its width is 5 cm": each part on its own ("sides 3, 4 and 5" stays whole)
+    for part in re.split(r",?\s+and\s+(?![-\d])", text):
+        statement = _STATEMENT.match(part)
+        if statement is None:
+            return False
+        lhs = statement["subject"] + " " + statement["verb"]
+        if _DERIVED.search(statement["subject"]) or not _FIGURE_PART.search(lhs) or len(lhs.split()) > 8:
+            return False
+    return True
+
+
+def _states_derived_quantity(clause: str) -> bool:
+    """`The area of the square is 36`: a computed quantity in plain form, unless the figure gives it."""
+    statement = _STATEMENT.match(_LEAD.sub("", re.sub(r"\$|\\[()]", "", clause)).strip())
+    return bool(statement and _DERIVED.search(statement["subject"]) and not _CUES.search(clause))
+
+
 def _is_visual_fact(clause: str) -> bool:
+    """A clause read off the figure: kept only when it also draws no inference and computes nothing."""
     if _INFERENCE.search(clause) or _INFERENCE.search(re.sub(r"\\[a-zA-Z]+", " ", clause)):
         return False  # the second look drops LaTeX commands, so `= 4 \times 11 =` reads as a chain
-    return bool(_CUES.search(clause) or _RELATIONS.search(clause) or _MEASURE.search(clause))
+    if _COMPUTATION.search(clause) or _HYPOTHETICAL.search(clause) or _states_derived_quantity(clause):
+        return False
+    return bool(
+        _CUES.search(clause)
+        or _RELATIONS.search(clause)
+        or _MEASURE.search(clause)
+        or _is_plain_statement(clause)
+    )
 
 
 def _tidy(clause: str) -> str:
@@ -115,8 +208,10 @@ def rules_annotations(cot: str, *, max_items: int = 12, max_chars: int = 200) ->
 
     A clause is kept when it reads something off the figure (a cue such as "from the figure",
     "labeled", "given"; a geometric relation such as parallel, midpoint, tangent; or a measurement
-    `AB = 6`, `angle C = 40°`) and draws no inference (no "so", "therefore", computation, theorem or
-    answer). Leading connectives ("Since", "From the figure,") are dropped.
+    `AB = 6`, `angle C = 40°`; or a plain statement of a part's quantity, "The top side is 3", "The bar
+    for 2019 reaches 35", "There are 4 red cubes") and draws no inference (no "so", "therefore",
+    arithmetic, theorem, hypothesis, answer, or derived quantity such as an area). Leading connectives
+    ("Since", "From the figure,") are dropped.
     """
     facts = [_tidy(c) for c in _clauses(cot) if _is_visual_fact(c)]
     return clean_annotations([f for f in facts if len(f) > 3], max_items=max_items, max_chars=max_chars)
