@@ -145,3 +145,48 @@ def test_malformed_line_writes_nothing(files: dict[str, Path]) -> None:
     assert result.exit_code != 0
     assert "items.jsonl:8: correct: required field is missing" in result.output
     assert not files["out"].exists()
+
+
+def test_mcnemar_on_perception_reproduces_the_papers_p(tmp_path: Path) -> None:
+    """Two models diagnosed, then compared on "no perception error": discordant 2 and 10 -> p 0.0386."""
+    right, misread, silent = "AB = 6, so 12", "AB = 8, so 16", "the answer is 12"
+    cells = (
+        [(right, right)] * 30 + [(right, misread)] * 2 + [(misread, right)] * 10 + [(misread, misread)] * 5
+    )
+    cells += [(silent, right), (right, silent), (silent, silent)]  # nothing checked: excluded
+    write_jsonl(
+        tmp_path / "annotated.jsonl",
+        [
+            {"id": f"q{i}", "question": "q", "answer": "12", "annotations": ["AB = 6"]}
+            for i in range(len(cells))
+        ],
+    )
+    labels = []
+    for model, column in (("a", 0), ("b", 1)):
+        items = [
+            {
+                "id": f"q{i}",
+                "correct": False,
+                "response": pair[column],
+                "task": "geometry" if i % 2 else "algebra",
+            }
+            for i, pair in enumerate(cells)
+        ]
+        write_jsonl(tmp_path / f"{model}.items.jsonl", items)
+        out = tmp_path / f"{model}.labels.jsonl"
+        args = ["diagnose", str(tmp_path / f"{model}.items.jsonl"), "-o", str(out)]
+        result = runner.invoke(app, [*args, "--annotations", str(tmp_path / "annotated.jsonl")])
+        assert result.exit_code == 0, result.output
+        labels.append(str(out))
+
+    result = runner.invoke(app, ["mcnemar", *labels, "--outcome", "perception", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["b"], report["c"], report["n"]) == (2, 10, 47)
+    assert round(report["p_value"], 4) == 0.0386
+    assert report["excluded_null"] == {"a": 2, "b": 2, "items": 3}
+
+    shown = runner.invoke(app, ["mcnemar", *labels, "--outcome", "perception", "--by", "task"])
+    assert shown.exit_code == 0, shown.output
+    assert "excluded 3 item(s) whose perception_error is null" in shown.output
+    assert "geometry" in shown.output

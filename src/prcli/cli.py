@@ -396,6 +396,12 @@ def mcnemar_cmd(cfg: McNemarConfig, json_out: bool = False) -> None:
             f"[yellow]dropped {len(report.dropped)} line(s)[/] (--intersect): "
             + "; ".join(report.dropped[:5])
         )
+    if report.outcome == "perception":
+        e = report.excluded
+        console.print(
+            f"excluded {e['items']} item(s) whose perception_error is null (nothing checked): "
+            f"{e['a']} in A, {e['b']} in B"
+        )
     if report.only_a or report.only_b:
         console.print(
             f"[yellow]unpaired ids dropped[/]: {len(report.only_a)} only in A, {len(report.only_b)} only in B"
