@@ -190,3 +190,76 @@ def test_mcnemar_on_perception_reproduces_the_papers_p(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "excluded 3 item(s) whose perception_error is null" in shown.output
     assert "geometry" in shown.output
+
+
+def test_parse_three_way_is_strict() -> None:
+    from prcli.diagnose.llm import parse_three_way
+
+    assert parse_three_way("<info1>consistent</info1>\n<info2> Absent </info2>", 2) == [
+        "consistent",
+        "absent",
+    ]
+    for bad in (
+        "<info1>consistent</info1>",  # a tag missing
+        "<info2>absent</info2><info1>consistent</info1>",  # out of order
+        "<info1>yes</info1><info2>absent</info2>",  # not a verdict
+        "Sure! <info1>consistent</info1><info2>absent</info2>",  # text outside the tags
+    ):
+        with pytest.raises(ValueError):
+            parse_three_way(bad, 2)
+
+
+def test_openai_judge_against_a_real_server(files: dict[str, Path], tmp_path: Path) -> None:
+    """Fixed verdicts from a local OpenAI-compatible server; an unparsable answer fails only its item."""
+    from prcli.testing import FaultServer
+
+    answers = {
+        "AB = 3 and BC = 4": "<info1>consistent</info1>\n<info2>consistent</info2>",
+        "angle B = 50": "<info1>contradicted</info1>",
+        "AC = 5 but": "<info1>consistent</info1>",
+        "perpendicular": "I think it is fine.",  # unparsable: g4 fails and is retried next run
+        "no idea": "<info1>absent</info1>",
+    }
+
+    def reply(request: dict) -> str:
+        text = str(request["messages"][-1]["content"])
+        return next(a for k, a in answers.items() if k in text)
+
+    with FaultServer(reply=reply) as srv:
+        base = [
+            "--judge",
+            "openai",
+            "--judge-base-url",
+            srv.base_url,
+            "--judge-model",
+            "m",
+            "--judge-max-retries",
+            "0",
+        ]
+        cache = ["--cache-dir", str(tmp_path / "cache")]
+        result = diagnose(files, *base, *cache)
+        assert result.exit_code == 1, result.output
+        assert "1 item(s) failed" in result.output
+        labels = {r["id"]: r for r in read_jsonl(files["out"])}
+        assert "g4" not in labels
+        assert {k: labels[k]["error_type"] for k in ("g1", "g2", "g3", "g5")} == {
+            "g1": "none",
+            "g2": "perception",
+            "g3": "reasoning",
+            "g5": "unknown",
+        }
+        failed = read_jsonl(files["out"].with_name("labels.failed.jsonl"))
+        assert failed[0]["id"] == "g4" and failed[0]["error"].startswith("unparsable")
+        assert len(srv.requests) == 5  # g6 (no annotations) and g7 (no response) ask nothing
+        assert "<info1>AB is parallel to CD</info1>" in srv.requests[3]["messages"][-1]["content"]
+
+        answers["perpendicular"] = "<info1>contradicted</info1>"
+        again = diagnose(files, *base, *cache, "--json")
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["written"] == 1 and len(srv.requests) == 6  # only g4 asked again
+        assert read_jsonl(files["out"])[3]["error_type"] == "lucky"
+        assert not files["out"].with_name("labels.failed.jsonl").exists()
+
+        fresh = diagnose(files, *base, *cache, "--overwrite", "--json")  # relabelled from the cache
+        assert fresh.exit_code == 0, fresh.output
+        assert len(srv.requests) == 6

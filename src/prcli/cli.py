@@ -12,6 +12,7 @@ from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
 from prcli.demo import DemoConfig
 from prcli.diagnose.records import DiagnoseConfig
+from prcli.diagnose.run import DiagnoseSummary
 from prcli.eval.run import EvalConfig, EvalSummary
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
@@ -240,7 +241,13 @@ def diagnose_cmd(cfg: DiagnoseConfig, json_out: bool = False) -> None:
     result = with_progress("diagnosing", lambda start, item: run_diagnose(cfg, on_start=start, on_item=item))
     if json_out:
         print_json(result.as_dict())
-        return
+    else:
+        _diagnose_table(cfg, result)
+    if result.failed:
+        raise retry_failed(result.failed, "item(s)", result.failed_path)
+
+
+def _diagnose_table(cfg: DiagnoseConfig, result: DiagnoseSummary) -> None:
     columns = ["n", "failures", "perception", "reasoning", "unknown_failures", "lucky", "perception_share"]
     rows = [["overall", "", *(result.summary["overall"][c] for c in columns)]]
     for name, values in result.summary["by"].items():

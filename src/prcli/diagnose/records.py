@@ -9,6 +9,8 @@ from pydantic import Field, StrictBool, StrictStr
 
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig
 from prcli.diagnose.lexical import Verdict
+from prcli.judge.core import judge_endpoint as judge_connection
+from prcli.llm import Endpoint
 from prcli.records import Annotations, Id, Record
 
 ErrorType = Literal["none", "perception", "reasoning", "lucky", "unknown"]
@@ -24,9 +26,22 @@ class DiagnoseConfig(StageConfig):
         None, description="Annotated records (JSONL, `pr annotate`'s output): the reference visual facts."
     )
     annotation_key: str = Field("id", description="Item field matched against the annotated records' ids.")
-    judge: Literal["lexical"] = Field(
-        "lexical", description="lexical (no model: stated values and key terms matched against the facts)."
+    judge: Literal["lexical", "openai"] = Field(
+        "lexical",
+        description="lexical (no model: stated values and key terms matched against the facts) or openai "
+        "(a text LLM on any OpenAI-compatible server gives the three-way verdicts).",
     )
+    judge_endpoint: Endpoint = Field(
+        default_factory=judge_connection,
+        description="The verdict LLM's connection (openai; model default Qwen/Qwen2.5-32B-Instruct).",
+        json_schema_extra={"unused": ("prompt", "device")},
+    )
+    max_tokens: int = Field(512, ge=1, description="Longest verdict answer, in tokens.")
+    cache: bool = Field(True, description="Reuse verdicts from the persistent, content-addressed cache.")
+    cache_dir: Path | None = Field(
+        None, description="Cache folder (default: $PRCLI_CACHE_DIR or ~/.cache/prcli)."
+    )
+    window: int = Field(0, ge=0, description="Items in flight (0: four times the concurrency).")
     field: list[str] = Field(
         default_factory=list,
         description="Category field of the summary (repeat; default: the items' own category fields).",
