@@ -11,6 +11,8 @@ from prcli import __version__
 from prcli.annotate.run import AnnotateConfig
 from prcli.cli_common import config_command
 from prcli.demo import DemoConfig
+from prcli.diagnose.records import DiagnoseConfig
+from prcli.diagnose.run import DiagnoseSummary
 from prcli.eval.run import EvalConfig, EvalSummary
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
@@ -223,6 +225,41 @@ def judge_cmd(cfg: JudgeRunConfig, json_out: bool = False) -> None:
         raise retry_failed(summary.failed, "judgement(s)", summary.failed_path)
 
 
+@app.command("diagnose")
+@handle_errors
+@config_command(DiagnoseConfig, positional=("items",), short={"out": "-o"})
+def diagnose_cmd(cfg: DiagnoseConfig, json_out: bool = False) -> None:
+    """Label each evaluated response: perception error or not, and the failure's type.
+
+    Each reference fact (--annotations, joined by id) is consistent with the response, contradicted
+    by it or absent; error_type is none, perception, reasoning, lucky or unknown (with a reason).
+    Writes LABELS.jsonl (resumable) and LABELS.summary.json: failures by type and the share that are
+    perception errors, overall and per category field.
+    """
+    from prcli.diagnose.run import run_diagnose
+
+    result = with_progress("diagnosing", lambda start, item: run_diagnose(cfg, on_start=start, on_item=item))
+    if json_out:
+        print_json(result.as_dict())
+    else:
+        _diagnose_table(cfg, result)
+    if result.failed:
+        raise retry_failed(result.failed, "item(s)", result.failed_path)
+
+
+def _diagnose_table(cfg: DiagnoseConfig, result: DiagnoseSummary) -> None:
+    columns = ["n", "failures", "perception", "reasoning", "unknown_failures", "lucky", "perception_share"]
+    rows = [["overall", "", *(result.summary["overall"][c] for c in columns)]]
+    for name, values in result.summary["by"].items():
+        rows += [[name, value, *(cell[c] for c in columns)] for value, cell in list(values.items())[:12]]
+    headers = ["breakdown", "value", "n", "failures", "perception", "reasoning", "unknown", "lucky", "share"]
+    console.print(table(f"pr diagnose ({cfg.judge}): failure types, perception share", headers, rows))
+    for reason, n in result.summary["unknown_reasons"].items():
+        console.print(f"unknown: {n} ({reason})", markup=False)
+    console.print(f"labels: [bold]{result.out}[/]   summary: {result.summary_path}")
+    say_redone(result.redone, "label(s)")
+
+
 @app.command("eval")
 @handle_errors
 @config_command(EvalConfig, short={"bench": "-b", "out": "-o", "model": "-m"})
@@ -365,6 +402,12 @@ def mcnemar_cmd(cfg: McNemarConfig, json_out: bool = False) -> None:
         console.print(
             f"[yellow]dropped {len(report.dropped)} line(s)[/] (--intersect): "
             + "; ".join(report.dropped[:5])
+        )
+    if report.outcome == "perception":
+        e = report.excluded
+        console.print(
+            f"excluded {e['items']} item(s) whose perception_error is null (nothing checked): "
+            f"{e['a']} in A, {e['b']} in B"
         )
     if report.only_a or report.only_b:
         console.print(

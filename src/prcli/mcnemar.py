@@ -23,6 +23,11 @@ class McNemarConfig(StageConfig):
     field: str = Field(
         "correct", description="Outcome field: a boolean or 0/1 (e.g. correct, a perception label)."
     )
+    outcome: Literal["field", "perception"] = Field(
+        "field",
+        description="field (the boolean --field) or perception: no perception error, from `pr diagnose` "
+        "labels (perception_error false); items whose perception_error is null are excluded and counted.",
+    )
     method: Method = Field("exact", description="exact (binomial; the paper's), midp, chi2 or chi2-cc.")
     alpha: float = Field(0.05, gt=0, lt=1, description="1 - confidence level of the intervals.")
     by: str | None = Field(
@@ -51,6 +56,10 @@ class Outcomes:
         default_factory=list
     )  # duplicates, non-boolean values: --intersect drops
     sha256: str = ""
+    excluded: set[str] = field(default_factory=set)  # ids whose outcome is null (nothing to compare)
+
+
+PERCEPTION_FIELD = "perception_error"
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -68,8 +77,12 @@ def _missing_everywhere(path: Path, name: str, lines: list[int], seen: dict[str,
     return LineProblem(path, 0, f"no such field {where}; the fields are: {fields}", name)
 
 
-def read_outcomes(path: Path, key: str, field_name: str, by: str | None) -> Outcomes:
+def read_outcomes(
+    path: Path, key: str, field_name: str, by: str | None, *, perception: bool = False
+) -> Outcomes:
+    """Each id's outcome. `perception`: the outcome is *no* perception error, and a null one is excluded."""
     require_jsonl_file(path)
+    excluded: set[str] = set()
     values: dict[str, bool] = {}
     categories: dict[str, Any] = {}
     first_line: dict[str, int] = {}
@@ -101,7 +114,12 @@ def read_outcomes(path: Path, key: str, field_name: str, by: str | None) -> Outc
             got = json.dumps(item_id, ensure_ascii=False, default=str)
             errors.append(LineProblem(path, lineno, f"expected a string, got {got}", key))
             continue
+        if perception and obj[field_name] is None:
+            excluded.add(item_id)
+            continue
         outcome = _as_bool(obj[field_name])
+        if perception and outcome is not None:
+            outcome = not outcome
         if outcome is None:
             droppable.append(
                 LineProblem(path, lineno, f"expected a boolean or 0/1, got {obj[field_name]!r}", field_name)
@@ -127,9 +145,9 @@ def read_outcomes(path: Path, key: str, field_name: str, by: str | None) -> Outc
         else:
             errors.extend(LineProblem(path, line, "required field is missing", name) for line in lines)
     errors.sort(key=lambda p: p.line)
-    if not values and not errors and not droppable:
+    if not values and not errors and not droppable and not excluded:
         errors.append(LineProblem(path, 0, "empty file: no items"))
-    return Outcomes(path, values, categories, errors, droppable, digest.hexdigest())
+    return Outcomes(path, values, categories, errors, droppable, digest.hexdigest(), excluded)
 
 
 @dataclass
@@ -151,6 +169,8 @@ class McNemarReport:
     categories: list[CategoryResult] = field(default_factory=list)
     correction: str = "holm"
     inputs: dict[str, str] = field(default_factory=dict)
+    outcome: str = "field"
+    excluded: dict[str, int] = field(default_factory=dict)  # perception: null outcomes, per file and paired
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -161,7 +181,10 @@ class McNemarReport:
             "only_in_a": len(self.only_a),
             "only_in_b": len(self.only_b),
             "dropped": self.dropped,
+            "outcome": self.outcome,
         }
+        if self.outcome == "perception":
+            out["excluded_null"] = self.excluded
         if self.by:
             out["by"] = {
                 "field": self.by,
@@ -175,10 +198,16 @@ class McNemarReport:
 
 
 def run_mcnemar(cfg: McNemarConfig) -> McNemarReport:
-    a = read_outcomes(cfg.a, cfg.key, cfg.field, cfg.by)
-    b = read_outcomes(cfg.b, cfg.key, cfg.field, cfg.by)
+    perception = cfg.outcome == "perception"
+    field_name = PERCEPTION_FIELD if perception else cfg.field
+    a = read_outcomes(cfg.a, cfg.key, field_name, cfg.by, perception=perception)
+    b = read_outcomes(cfg.b, cfg.key, field_name, cfg.by, perception=perception)
     if a.errors or b.errors:
         raise InputError(a.errors + b.errors)
+    excluded = a.excluded | b.excluded  # an item not checkable in either model has no pair
+    for outcomes in (a, b):
+        for item_id in excluded:
+            outcomes.values.pop(item_id, None)
     problems = a.droppable + b.droppable
     only_a = sorted(set(a.values) - set(b.values))
     only_b = sorted(set(b.values) - set(a.values))
@@ -202,13 +231,15 @@ def run_mcnemar(cfg: McNemarConfig) -> McNemarReport:
     report = McNemarReport(
         overall=overall,
         key=cfg.key,
-        field=cfg.field,
+        field="no perception error" if perception else cfg.field,
         only_a=only_a,
         only_b=only_b,
         dropped=[str(p) for p in problems],
         by=cfg.by,
         correction=cfg.correction,
         inputs={"a": str(cfg.a), "a_sha256": a.sha256, "b": str(cfg.b), "b_sha256": b.sha256},
+        outcome=cfg.outcome,
+        excluded={"a": len(a.excluded), "b": len(b.excluded), "items": len(excluded)},
     )
     if cfg.by:
         groups: dict[str, list[str]] = defaultdict(list)

@@ -174,7 +174,8 @@ def _compact(expr: str) -> str:
     return re.sub(r"\s+", "", expr).lower().strip("().")
 
 
-def _number(token: str) -> str:
+def canonical_number(token: str) -> str:
+    """One spelling per value: `6`, `6.0` and `06` are all `6`."""
     return str(float(token)).removesuffix(".0")
 
 
@@ -205,7 +206,7 @@ def key_terms(annotation: str) -> KeyTerms:
     relations = {RELATIONS[w] for w in words if w in RELATIONS}
     content = {w for w in words if len(w) >= 4 and w not in STOPWORDS}
     return KeyTerms(
-        numbers=frozenset(_number(n) for n in _NUMBER.findall(text)),
+        numbers=frozenset(canonical_number(n) for n in _NUMBER.findall(text)),
         expressions=frozenset(expressions),
         names=frozenset(names),
         relations=frozenset(relations),
@@ -227,7 +228,7 @@ class ResponseIndex:
         text = normalise(response)
         words = re.findall(r"[a-z]+", text.lower())
         return cls(
-            numbers=frozenset(_number(n) for n in _NUMBER.findall(text)),
+            numbers=frozenset(canonical_number(n) for n in _NUMBER.findall(text)),
             compact=re.sub(r"\s+", "", text).lower(),
             text=text,
             lowered_words=frozenset(RELATIONS.get(w, w) for w in words),

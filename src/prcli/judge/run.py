@@ -71,9 +71,36 @@ RESULT_KEYS = (
 )
 
 
-def _load_annotations(path: Path) -> dict[str, list[str]]:
+def load_annotations(path: Path) -> dict[str, list[str]]:
+    """{id: annotations} of an annotated-records file (`pr annotate`'s output); images not checked."""
     checked = check_jsonl(path, _Annotations, context={"check_images": False})
     return {rec.id: rec.annotations for rec in checked}
+
+
+def annotation_join(
+    by_id: dict[str, list[str]] | None, key: str, source: Path | None, *, required: bool = True
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A line converter attaching the annotations of the annotated record whose id is `obj[key]`.
+
+    Without `by_id` the annotations must be inline. `required=False` leaves a line whose id has no
+    annotated record as it is (`pr diagnose` labels it unknown instead of refusing the file).
+    """
+
+    def join(obj: dict[str, Any]) -> dict[str, Any]:
+        if by_id is None:
+            if required and obj.get("annotations") is None:
+                raise ValueError("annotations: missing, and no --annotations file to join them from")
+            return obj
+        ref = obj.get(key)
+        if ref is None:
+            raise ValueError(f"{key}: required to join annotations, but missing")
+        if str(ref) not in by_id:
+            if not required:
+                return obj
+            raise ValueError(f"{key}: no annotated record with id {str(ref)!r} in {source}")
+        return {**obj, "annotations": by_id[str(ref)]}
+
+    return join
 
 
 def run_judge(
@@ -89,21 +116,8 @@ def run_judge(
     command again retries them; they are listed in `<out>.failed.jsonl`.
     """
     started = time.monotonic()
-    by_id = _load_annotations(config.annotations) if config.annotations else None
-    key = config.annotation_key
-
-    def join(obj: dict[str, Any]) -> dict[str, Any]:
-        if by_id is None:
-            if obj.get("annotations") is None:
-                raise ValueError("annotations: missing, and no --annotations file to join them from")
-            return obj
-        ref = obj.get(key)
-        if ref is None:
-            raise ValueError(f"{key}: required to join annotations, but missing")
-        if str(ref) not in by_id:
-            raise ValueError(f"{key}: no annotated record with id {str(ref)!r} in {config.annotations}")
-        return {**obj, "annotations": by_id[str(ref)]}
-
+    by_id = load_annotations(config.annotations) if config.annotations else None
+    join = annotation_join(by_id, config.annotation_key, config.annotations)
     responses = check_jsonl(
         config.responses,
         Response,
