@@ -264,3 +264,144 @@ def test_openai_judge_against_a_real_server(files: dict[str, Path], tmp_path: Pa
         fresh = diagnose(files, *base, *cache, "--overwrite", "--json")  # relabelled from the cache
         assert fresh.exit_code == 0, fresh.output
         assert len(srv.requests) == 6
+
+
+def test_parse_claims_is_strict() -> None:
+    from prcli.diagnose.vlm import parse_claims
+
+    answer = (
+        '<claim verdict="consistent">AB = 3</claim>\n<claim verdict="Contradicted"> angle B\n is 50 </claim>'
+    )
+    assert parse_claims(answer) == [("AB = 3", "consistent"), ("angle B is 50", "contradicted")]
+    assert parse_claims(" <none/>\n") == []
+    for bad in (
+        "",  # nothing
+        "The solution says AB = 3.",  # no tags
+        '<claim verdict="absent">AB = 3</claim>',  # not a verdict of this judge
+        '<claim verdict="consistent"> </claim>',  # an empty claim
+        'Claims: <claim verdict="consistent">AB = 3</claim>',  # text outside the tags
+        '<claim verdict="consistent">AB = 3</claim><none/>',  # both
+    ):
+        with pytest.raises(ValueError):
+            parse_claims(bad)
+
+
+def test_vlm_judge_against_a_real_server(tmp_path: Path) -> None:
+    """Fixed claims from a local OpenAI-compatible server that receives the image as a data URL; an
+    unparsable answer fails its item, no claims or an unreadable image make it unknown with the reason."""
+    from PIL import Image
+
+    from prcli.images import data_url
+    from prcli.testing import FaultServer
+
+    (tmp_path / "img").mkdir()
+    for name, colour in (("a", "red"), ("b", "blue")):
+        Image.new("RGB", (8, 8), colour).save(tmp_path / "img" / f"{name}.png")
+    (tmp_path / "img" / "broken.png").write_bytes(b"not an image")
+    problems = write_jsonl(  # a problems file lends images (and the question); no annotations needed
+        tmp_path / "problems.jsonl",
+        [
+            {"id": "v1", "question": "Find the perimeter.", "answer": "14", "images": ["img/a.png"]},
+            {"id": "v2", "question": "q", "answer": "40", "images": ["img/a.png"]},
+            {"id": "v3", "question": "q", "answer": "1", "images": ["img/a.png"]},
+            {"id": "v4", "question": "q", "answer": "1", "images": ["img/a.png"]},
+            {"id": "v5", "question": "q", "answer": "1", "images": ["img/broken.png"]},
+        ],
+    )
+    items = write_jsonl(
+        tmp_path / "items.jsonl",
+        [
+            {"id": "v1", "correct": True, "response": "The top is 3, the side 4: 14", "task": "geometry"},
+            {"id": "v2", "correct": False, "response": "Angle B is 50, so 50", "task": "geometry"},
+            {"id": "v3", "correct": False, "response": "Just guessing: 2", "task": "algebra"},
+            {"id": "v4", "correct": False, "response": "The figure is a circle", "task": "algebra"},
+            {"id": "v5", "correct": False, "response": "AB = 3", "task": "algebra"},
+            {"id": "v6", "correct": False, "response": "AB = 3", "task": "algebra"},  # no record
+            {"id": "v7", "correct": True, "response": "AB = 3", "images": ["img/b.png"]},  # inline
+        ],
+    )
+    answers = {
+        "The top is 3": '<claim verdict="consistent">The top side is 3</claim>\n'
+        '<claim verdict="consistent">The right side is 4</claim>',
+        "Angle B is 50": '<claim verdict="contradicted">Angle B is 50 degrees</claim>',
+        "Just guessing": "<none/>",
+        "a circle": "It is a triangle, not a circle.",  # unparsable: v4 fails and is retried next run
+        "AB = 3": '<claim verdict="contradicted">AB = 3</claim>',
+    }
+
+    def reply(request: dict) -> str:
+        text = request["messages"][-1]["content"][-1]["text"]
+        return next(a for k, a in answers.items() if k in text)
+
+    out = tmp_path / "labels.jsonl"
+    with FaultServer(reply=reply) as srv:
+        args = ["diagnose", str(items), "-o", str(out), "--annotations", str(problems), "--judge", "vlm"]
+        args += ["--judge-base-url", srv.base_url, "--judge-max-retries", "0"]
+        args += ["--cache-dir", str(tmp_path / "cache")]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert "1 item(s) failed" in result.output
+        labels = {r["id"]: r for r in read_jsonl(out)}
+        assert "v4" not in labels
+        assert {k: v["error_type"] for k, v in labels.items()} == {
+            "v1": "none",
+            "v2": "perception",
+            "v3": "unknown",
+            "v5": "unknown",
+            "v6": "unknown",
+            "v7": "lucky",
+        }
+        assert labels["v1"]["facts"] == [
+            {"fact": "The top side is 3", "verdict": "consistent"},
+            {"fact": "The right side is 4", "verdict": "consistent"},
+        ]
+        assert labels["v3"]["reason"] == "the vision judge found no visual claim in the response"
+        assert labels["v5"]["reason"].startswith("image cannot be read: ")
+        assert "broken.png" in labels["v5"]["reason"]
+        assert labels["v6"]["reason"] == f"no image for id 'v6' in {problems}"
+        failed = read_jsonl(out.with_name("labels.failed.jsonl"))
+        assert failed[0]["id"] == "v4" and failed[0]["error"].startswith("unparsable")
+
+        assert len(srv.requests) == 5  # v5 (unreadable image) and v6 (no image) ask nothing
+        by_text = {r["messages"][-1]["content"][-1]["text"]: r for r in srv.requests}
+        first = next(r for t, r in by_text.items() if "The top is 3" in t)
+        assert first["model"] == "Qwen/Qwen2.5-VL-72B-Instruct"
+        image_part = first["messages"][-1]["content"][0]
+        assert image_part["type"] == "image_url"
+        assert image_part["image_url"]["url"] == data_url(str(tmp_path / "img" / "a.png"))
+        assert image_part["image_url"]["url"].startswith("data:image/png;base64,")
+        assert "Find the perimeter." in next(t for t in by_text if "The top is 3" in t)
+        inline = next(r for t, r in by_text.items() if "AB = 3" in t)
+        assert inline["messages"][-1]["content"][0]["image_url"]["url"] == data_url(
+            str(tmp_path / "img/b.png")
+        )
+
+        answers["a circle"] = '<claim verdict="contradicted">The figure is a circle</claim>'
+        again = runner.invoke(app, [*args, "--json"])
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["written"] == 1 and len(srv.requests) == 6  # only v4 asked again
+        assert {r["id"]: r for r in read_jsonl(out)}["v4"]["error_type"] == "perception"
+        assert not out.with_name("labels.failed.jsonl").exists()
+
+        fresh = runner.invoke(app, [*args, "--overwrite", "--json"])  # relabelled from the cache
+        assert fresh.exit_code == 0, fresh.output
+        assert len(srv.requests) == 6
+
+
+def test_vlm_bad_images_field_is_a_line_error(tmp_path: Path) -> None:
+    items = write_jsonl(
+        tmp_path / "items.jsonl",
+        [
+            {"id": "v1", "correct": True, "response": "AB = 3"},  # no images anywhere: unknown
+            {"id": "v2", "correct": True, "response": "AB = 3", "images": "a.png"},  # not a list
+        ],
+    )
+    out = tmp_path / "labels.jsonl"
+    result = runner.invoke(app, ["diagnose", str(items), "-o", str(out), "--judge", "vlm"])
+    assert result.exit_code != 0
+    assert "items.jsonl:2: images: expected a list of image paths" in result.output
+    assert not out.exists()
+    write_jsonl(items, [{"id": "v1", "correct": True, "response": "AB = 3"}])
+    result = runner.invoke(app, ["diagnose", str(items), "-o", str(out), "--judge", "vlm"])
+    assert result.exit_code == 0, result.output
+    assert "no image for id 'v1' (give --annotations records with images)" in read_jsonl(out)[0]["reason"]

@@ -26,14 +26,17 @@ class DiagnoseConfig(StageConfig):
         None, description="Annotated records (JSONL, `pr annotate`'s output): the reference visual facts."
     )
     annotation_key: str = Field("id", description="Item field matched against the annotated records' ids.")
-    judge: Literal["lexical", "openai"] = Field(
+    judge: Literal["lexical", "openai", "vlm"] = Field(
         "lexical",
-        description="lexical (no model: stated values and key terms matched against the facts) or openai "
-        "(a text LLM on any OpenAI-compatible server gives the three-way verdicts).",
+        description="lexical (no model: stated values and key terms matched against the facts), openai "
+        "(a text LLM on any OpenAI-compatible server gives the three-way verdicts) or vlm (a vision model "
+        "lists the response's visual claims and checks each on the image; no facts needed, images from "
+        "the items' `images` or the --annotations records').",
     )
     judge_endpoint: Endpoint = Field(
         default_factory=judge_connection,
-        description="The verdict LLM's connection (openai; model default Qwen/Qwen2.5-32B-Instruct).",
+        description="The verdict LLM's connection (openai: model default Qwen/Qwen2.5-32B-Instruct; vlm: "
+        "Qwen/Qwen2.5-VL-72B-Instruct).",
         json_schema_extra={"unused": ("prompt", "device")},
     )
     max_tokens: int = Field(512, ge=1, description="Longest verdict answer, in tokens.")

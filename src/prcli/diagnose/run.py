@@ -15,6 +15,8 @@ from prcli.diagnose.lexical import Verdict, lexical_fact_verdicts
 from prcli.diagnose.llm import PROMPT_VERSION, LLMVerdicts
 from prcli.diagnose.records import DiagnoseConfig, DiagnoseItem, label
 from prcli.diagnose.summary import default_fields, read_labels, summarise
+from prcli.diagnose.vlm import PROMPT_VERSION as VLM_PROMPT_VERSION
+from prcli.diagnose.vlm import VLMClaims, image_join, load_images
 from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_json_atomic, write_jsonl_atomic
 from prcli.judge.core import DEFAULT_JUDGE_MODEL
 from prcli.judge.run import annotation_join, load_annotations
@@ -65,22 +67,28 @@ async def _lexical(facts: list[str], response: str) -> tuple[list[Verdict] | Non
     return lexical_fact_verdicts(facts, response), None
 
 
-def _verdict_fn(config: DiagnoseConfig) -> tuple[VerdictFn, LLMVerdicts | None]:
+def _verdict_fn(config: DiagnoseConfig) -> tuple[VerdictFn | VLMClaims, LLMVerdicts | VLMClaims | None]:
     if config.judge == "lexical":
         return _lexical, None
     cache = None
     if config.cache:
         cache = ResultCache(config.cache_dir / "results.sqlite" if config.cache_dir else None)
+    if config.judge == "vlm":
+        where = {"items_dir": config.items.resolve().parent, "source": config.annotations}
+        vlm = VLMClaims(config.judge_endpoint, config.max_tokens, cache, **where, key=config.annotation_key)
+        return vlm, vlm
     llm = LLMVerdicts(config.judge_endpoint, DEFAULT_JUDGE_MODEL, config.max_tokens, cache)
     return llm, llm
 
 
 async def diagnose_one(
-    item: DiagnoseItem, config: DiagnoseConfig, fields: list[str], verdicts_of: VerdictFn
+    item: DiagnoseItem, config: DiagnoseConfig, fields: list[str], verdicts_of: VerdictFn | VLMClaims
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(the item's label, None), or (None, the error) when its judge failed: nothing is written for it."""
     extra = item.model_extra or {}
     categories = {f: extra[f] for f in fields if extra.get(f) is not None}
+    if isinstance(verdicts_of, VLMClaims):  # no reference facts: the judge finds the claims itself
+        return await verdicts_of.label(item, categories)
     reason = _why_unjudged(item, config)
     if reason is not None:
         return label(item, [], None, reason, categories), None
@@ -99,17 +107,22 @@ def run_diagnose(
 ) -> DiagnoseSummary:
     """Label every item not yet in `config.out` (a bad input line stops it before anything is written)."""
     started = time.monotonic()
-    by_id = load_annotations(config.annotations) if config.annotations else None
+    if config.judge == "vlm":  # the annotated records lend images, not facts
+        images = load_images(config.annotations) if config.annotations else None
+        convert = image_join(images, config.annotation_key)
+    else:
+        by_id = load_annotations(config.annotations) if config.annotations else None
+        convert = annotation_join(by_id, config.annotation_key, config.annotations, required=False)
     items = check_jsonl(
         config.items,
         DiagnoseItem,
         skip_invalid=config.skip_invalid,
         rejected_path=sibling(config.out, ".rejected.jsonl"),
-        convert=annotation_join(by_id, config.annotation_key, config.annotations, required=False),
+        convert=convert,
     )
     fields = config.field or default_fields(config.items)
     save_config(config, sibling(config.out, ".config.yaml"))
-    prompt = PROMPT_VERSION if config.judge != "lexical" else None
+    prompt = {"lexical": None, "openai": PROMPT_VERSION, "vlm": VLM_PROMPT_VERSION}[config.judge]
     settings = settings_hash(config, RESULT_KEYS, fields=fields, prompt=prompt)
     verdicts_of, llm = _verdict_fn(config)
     failed: list[dict[str, Any]] = []
