@@ -234,7 +234,8 @@ def diagnose_cmd(cfg: DiagnoseConfig, json_out: bool = False) -> None:
     Each reference fact (--annotations, joined by id) is consistent with the response, contradicted
     by it or absent; error_type is none, perception, reasoning, lucky or unknown (with a reason).
     Writes LABELS.jsonl (resumable) and LABELS.summary.json: failures by type and the share that are
-    perception errors, overall and per category field.
+    perception errors, overall and per category field. --sample N writes LABELS.sheet.html, a
+    labelling sheet for people; --agreement HUMAN.jsonl (its export) reports Cohen's kappa.
     """
     from prcli.diagnose.run import run_diagnose
 
@@ -256,8 +257,26 @@ def _diagnose_table(cfg: DiagnoseConfig, result: DiagnoseSummary) -> None:
     console.print(table(f"pr diagnose ({cfg.judge}): failure types, perception share", headers, rows))
     for reason, n in result.summary["unknown_reasons"].items():
         console.print(f"unknown: {n} ({reason})", markup=False)
+    if result.sheet:
+        console.print(
+            f"labelling sheet: {result.sheet['path']} ({result.sheet['n']} of {result.sheet['of']} items)"
+        )
+    if "agreement" in result.summary:
+        _agreement_table(result.summary["agreement"])
     console.print(f"labels: [bold]{result.out}[/]   summary: {result.summary_path}")
     say_redone(result.redone, "label(s)")
+
+
+def _agreement_table(agreed: dict) -> None:
+    """Human (rows) against automatic (columns) perception-error labels, and Cohen's kappa."""
+    from prcli.diagnose.agreement import CATEGORIES
+
+    rows = [[f"human {h}", *(agreed["confusion"][h][a] for a in CATEGORIES)] for h in CATEGORIES]
+    title = (
+        f"agreement with {agreed['human']}: kappa {agreed['kappa']} over {agreed['n_decided']} decided items, "
+        f"observed {agreed['observed_agreement']} (n {agreed['n']}, not in labels {agreed['not_in_labels']})"
+    )
+    console.print(table(title, ["", *(f"auto {a}" for a in CATEGORIES)], rows))
 
 
 @app.command("eval")

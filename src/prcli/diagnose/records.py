@@ -49,6 +49,18 @@ class DiagnoseConfig(StageConfig):
         default_factory=list,
         description="Category field of the summary (repeat; default: the items' own category fields).",
     )
+    sample: int = Field(
+        0,
+        ge=0,
+        description="Also write LABELS.sheet.html: a labelling sheet of N random labelled items for people "
+        "to check (0: none).",
+    )
+    seed: int = Field(0, description="Seed of --sample's draw.")
+    agreement: Path | None = Field(
+        None,
+        description="A labelling sheet's export (JSONL: id, perception_error): Cohen's kappa and the "
+        "confusion table of those human verdicts against the labels.",
+    )
     skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
     overwrite: bool = Field(False, description=OVERWRITE_HELP)
 

@@ -11,9 +11,11 @@ from typing import Any
 from prcli.cache import ResultCache
 from prcli.concurrency import ordered_window, run_sync
 from prcli.config import save_config
+from prcli.diagnose.agreement import agreement, load_human
 from prcli.diagnose.lexical import Verdict, lexical_fact_verdicts
 from prcli.diagnose.llm import PROMPT_VERSION, LLMVerdicts
 from prcli.diagnose.records import DiagnoseConfig, DiagnoseItem, label
+from prcli.diagnose.sheet import write_sheet
 from prcli.diagnose.summary import default_fields, read_labels, summarise
 from prcli.diagnose.vlm import PROMPT_VERSION as VLM_PROMPT_VERSION
 from prcli.diagnose.vlm import VLMClaims, image_join, load_images
@@ -43,6 +45,7 @@ class DiagnoseSummary:
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     failed_path: Path | None = None
+    sheet: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -107,6 +110,7 @@ def run_diagnose(
 ) -> DiagnoseSummary:
     """Label every item not yet in `config.out` (a bad input line stops it before anything is written)."""
     started = time.monotonic()
+    human = load_human(config.agreement) if config.agreement else None
     if config.judge == "vlm":  # the annotated records lend images, not facts
         images = load_images(config.annotations) if config.annotations else None
         convert = image_join(images, config.annotation_key)
@@ -164,6 +168,19 @@ def run_diagnose(
         failed_path.unlink(missing_ok=True)
     summary = summarise(read_labels(config.out), fields)
     summary_path = sibling(config.out, ".summary.json")
+    sheet = None
+    if config.sample:
+        sheet = write_sheet(
+            config.out,
+            config.items,
+            config.annotations,
+            config.annotation_key,
+            config.sample,
+            config.seed,
+            sibling(config.out, ".sheet.html"),
+        )
+    if config.agreement is not None and human is not None:
+        summary["agreement"] = agreement(config.agreement, human, read_labels(config.out))
     write_json_atomic(summary_path, {"judge": config.judge, "fields": fields, **summary})
     return DiagnoseSummary(
         out=config.out,
@@ -178,4 +195,5 @@ def run_diagnose(
         summary=summary,
         seconds=time.monotonic() - started,
         failed_path=failed_path if failed else None,
+        sheet=sheet,
     )
