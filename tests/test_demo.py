@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -64,10 +65,33 @@ def test_short_demo_writes_every_artifact(tmp_path: Path) -> None:
         judgements = read_jsonl(files[f"judgements {name}"], Judgement)
         assert len(judgements) == 5 and all(j.score is not None and 0 <= j.score <= 1 for j in judgements)
 
+    # pr diagnose replaced the score threshold: the breakdown is the label files' own counts
+    assert "failures by type" in result.output
+    checkable = []
+    for name in ("base", "trained"):
+        labels = [json.loads(x) for x in files[f"perception labels {name}"].read_text().splitlines()]
+        assert [x["id"] for x in labels] == [p.id for p in test]
+        types = Counter(x["error_type"] for x in labels)
+        cell = report["numbers"][f"breakdown_{name}"]
+        assert {t: cell[t] for t in ("none", "perception", "reasoning", "lucky", "unknown")} == {
+            t: types[t] for t in ("none", "perception", "reasoning", "lucky", "unknown")
+        }
+        unknown_failures = sum(1 for x in labels if x["error_type"] == "unknown" and not x["correct"])
+        assert cell["n"] == 5 and cell["unknown_failures"] == unknown_failures
+        assert cell["failures"] == sum(1 for x in labels if not x["correct"])
+        known = types["perception"] + types["reasoning"]
+        assert cell["perception_share"] == (round(types["perception"] / known, 4) if known else None)
+        checkable.append({x["id"] for x in labels if x["perception_error"] is not None})
+
     mcnemar = json.loads(files["mcnemar"].read_text())
-    for key in ("accuracy", "perception"):
-        assert {"n", "b", "c", "p_value", "method", "acc_a", "acc_b"} <= mcnemar[key].keys()
-        assert mcnemar[key]["n"] == 5 and mcnemar[key]["method"] == "exact"
+    assert {"n", "b", "c", "p_value", "method", "acc_a", "acc_b"} <= mcnemar["accuracy"].keys()
+    assert mcnemar["accuracy"]["n"] == 5 and mcnemar["accuracy"]["method"] == "exact"
+    both = checkable[0] & checkable[1]
+    if both:
+        assert mcnemar["perception"]["outcome"] == "perception" and mcnemar["perception"]["n"] == len(both)
+        assert mcnemar["perception"]["excluded_null"]["items"] == 5 - len(both)
+    else:
+        assert mcnemar["perception"] is None and report["numbers"]["p_perception"] is None
 
     plots = [Path(p) for p in report["plots"]]
     assert [p.name for p in plots] == ["training_curves.png", "eval_comparison.png", "perception_scores.png"]

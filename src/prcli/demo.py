@@ -5,8 +5,10 @@
    templated correct chains of thought that state the visual facts;
 2. a tiny Qwen2.5-VL built locally; 3. `pr annotate` (rules extractor); 4. `pr train` (GRPO with the
    lexical judge); 5. `pr eval` of the base and the trained model on a held-out split (the `local`
-   benchmark, math-verify); 6. `pr judge` on both models' eval responses; 7. `pr mcnemar` between
-   them, on accuracy and on perception (score >= 0.5); 8. plots.
+   benchmark, math-verify); 6. `pr judge` on both models' eval responses; 7. `pr diagnose` (lexical,
+   the annotated test set as reference facts): each failure's type, and the share of failures that
+   are perception errors; 8. `pr mcnemar` between them, on accuracy and on "no perception error"
+   (the diagnose labels, `--outcome perception`); 9. plots.
 
 The tiny model cannot learn geometry in a few dozen steps; what the demo shows is every stage
 working and the perception reward being learned (its annotations name the figure, which the policy
@@ -26,7 +28,7 @@ from typing import Any
 from pydantic import Field
 
 from prcli.config import StageConfig
-from prcli.jsonl import write_jsonl_atomic
+from prcli.jsonl import InputError, write_jsonl_atomic
 
 KINDS = ("rectangle", "right_triangle", "triangle_angles", "circle", "square")
 TRIPLES = ((3, 4, 5), (5, 12, 13), (6, 8, 10), (8, 15, 17), (9, 12, 15), (7, 24, 25))
@@ -168,6 +170,16 @@ class DemoSummary:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
+def breakdown_line(cell: dict[str, Any]) -> str:
+    """One model's failure breakdown in words (`pr diagnose`'s overall cell)."""
+    share = cell["perception_share"]
+    return (
+        f"{cell['failures']} failures: {cell['perception']} perception, {cell['reasoning']} reasoning, "
+        f"{cell['unknown_failures']} unknown; perception share "
+        + (f"{share:.0%}" if share is not None else "n/a (no failure checkable)")
+    )
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> DemoSummary:
     from prcli.annotate.run import AnnotateConfig, run_annotate
     from prcli.eval.run import EvalConfig, run_eval
@@ -290,29 +302,54 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
             means.append(f"{name} {result.mean_score or 0:.2f}")
         return "mean perception score of the eval responses (lexical judge): " + ", ".join(means)
 
-    def compare() -> str:
-        # perception labels per item: reflected at least half the annotations
+    def diagnose() -> str:
+        # the real error analysis (pr diagnose), not a threshold on the judge's score
+        from prcli.diagnose.run import DiagnoseConfig, run_diagnose
+
+        parts = []
         for name in ("base", "trained"):
-            rows = [json.loads(x) for x in summary.files[f"judgements {name}"].read_text().splitlines()]
-            labels = [{"id": r["id"], "perceived": (r["score"] or 0) >= 0.5} for r in rows]
-            summary.files[f"perception labels {name}"] = out / "judge" / f"{name}.labels.jsonl"
-            write_jsonl_atomic(summary.files[f"perception labels {name}"], labels)
-        acc = run_mcnemar(McNemarConfig(a=summary.files["eval base"], b=summary.files["eval trained"]))
-        per = run_mcnemar(
-            McNemarConfig(
-                a=summary.files["perception labels base"],
-                b=summary.files["perception labels trained"],
-                field="perceived",
+            result = run_diagnose(
+                DiagnoseConfig(
+                    items=summary.files[f"eval {name}"],
+                    annotations=summary.files["annotated test"],
+                    out=out / "diagnose" / f"{name}.labels.jsonl",
+                    judge="lexical",
+                    overwrite=True,
+                )
             )
-        )
-        result = {"accuracy": acc.as_dict(), "perception": per.as_dict()}
+            summary.files[f"perception labels {name}"] = result.out
+            overall = result.summary["overall"]
+            summary.numbers[f"breakdown_{name}"] = overall
+            parts.append(f"{name} {breakdown_line(overall)}")
+        return "failures by type (lexical, reference facts from the annotated test set): " + "; ".join(parts)
+
+    def compare() -> str:
+        acc = run_mcnemar(McNemarConfig(a=summary.files["eval base"], b=summary.files["eval trained"]))
+        result: dict[str, Any] = {"accuracy": acc.as_dict()}
+        summary.numbers["p_accuracy"] = acc.overall.p_value
+        said = f"accuracy: b={acc.overall.b} c={acc.overall.c} p={acc.overall.p_value:.3g}; "
+        try:
+            per = run_mcnemar(
+                McNemarConfig(
+                    a=summary.files["perception labels base"],
+                    b=summary.files["perception labels trained"],
+                    outcome="perception",
+                )
+            )
+        except InputError:  # no item had a perception verdict in both models: nothing to pair
+            result["perception"] = None
+            summary.numbers["p_perception"] = None
+            said += "no perception error: no item checkable in both models, not tested"
+        else:
+            result["perception"] = per.as_dict()
+            summary.numbers["p_perception"] = per.overall.p_value
+            said += (
+                f"no perception error: b={per.overall.b} c={per.overall.c} p={per.overall.p_value:.3g} "
+                f"(exact; {per.overall.n} items checkable in both)"
+            )
         (out / "mcnemar.json").write_text(json.dumps(result, indent=2) + "\n")
         summary.files["mcnemar"] = out / "mcnemar.json"
-        summary.numbers.update(p_accuracy=acc.overall.p_value, p_perception=per.overall.p_value)
-        return (
-            f"accuracy: b={acc.overall.b} c={acc.overall.c} p={acc.overall.p_value:.3g}; "
-            f"perception: b={per.overall.b} c={per.overall.c} p={per.overall.p_value:.3g} (exact)"
-        )
+        return said
 
     def plots() -> str:
         plots_dir = out / "plots"
@@ -337,6 +374,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         ("train", run_train),
         ("eval", evaluate),
         ("judge", judge),
+        ("diagnose", diagnose),
         ("mcnemar", compare),
         ("plots", plots),
     ]:
