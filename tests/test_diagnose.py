@@ -40,6 +40,22 @@ def read_jsonl(path: Path) -> list[dict]:
         ("AB = 6", "AB = 2x, so x = 3", "absent"),  # an unknown, not a stated value
         ("AB = 6", "The triangle is isosceles.", "absent"),
         ("angle B is 40°", "angle ABC = 50", "absent"),  # another name: not known to be angle B
+        # chained equations (real MathVista outputs): the last value is the expression's, not the quantity's
+        ("angle BAD = 120°", "∠MAN = 180° - ∠BAD = 60°", "absent"),
+        ("DC = 4", "S△ACD = 1/2 * AC * DC = 12", "absent"),
+        ("angle BCD = 25°", "∠COD = 180°/2 - ∠BCD = 155°", "absent"),
+        ("AB = 6", "AB = 180 - CD = 60", "absent"),  # Q = expr = V states V for expr, not for Q
+        ("AB = 6", "AB = 8 = 2 * 4", "absent"),  # a value followed by another equation
+        # a distance's target is not the subject of the distance's value
+        ("AB = 8", "the distance from O to the chord AB is 3", "absent"),
+        ("AB = 8", "The distance between O and AB is 3.", "absent"),
+        # the true misreadings among them are still found
+        ("AD = 2", "AD = 5", "contradicted"),
+        ("angle C = 110", "∠A = ∠C = 45°", "contradicted"),  # 45° is stated for both A and C
+        ("angle A = 110", "∠A = ∠C = 45°", "contradicted"),
+        ("AB = 6", "- AB = 8", "contradicted"),  # a list bullet, not a minus
+        ("angle BOC = 50°", "so ∠BOC = 2∠BAC (twice)\n* ∠BOC = 40°", "contradicted"),  # a bullet
+        ("CD = 1", "BD:DC = 2:1, so BD = 2", "absent"),  # a ratio, not DC = 2
     ],
 )
 def test_lexical_verdicts(fact: str, response: str, verdict: str) -> None:

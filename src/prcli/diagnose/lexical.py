@@ -4,7 +4,11 @@ A fact is `contradicted` when the response states one of the fact's quantities (
 arc named by its points, `AB = 6`, `angle B is 40`) only with other values, or puts the fact's two
 named lines in the opposite relation (parallel vs perpendicular); `consistent` when its key terms
 appear in the response (`prcli.judge.lexical`); `absent` otherwise. A value that starts a
-computation (`AB = 2 * 3`) or an unknown (`AB = 2x`) is not a statement of the quantity.
+computation (`AB = 2 * 3`), an unknown (`AB = 2x`) or a further equation (`AB = 6 = ...`) is not a
+statement of the quantity; nor is a value after a quantity that ends an expression
+(`angle MAN = 180 - angle BAD = 60` states 60 for the expression, not for BAD) or that names the
+target of a distance (`the distance from O to the chord AB is 3`). In a chain of bare quantities
+(`angle A = angle C = 45`) the value is stated for each of them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,25 @@ VERDICTS: tuple[Verdict, ...] = ("consistent", "contradicted", "absent")
 _STATEMENT = re.compile(
     r"(?:\b(?P<kind>angle|arc)\s+)?\b(?P<name>[A-Z]{1,3})\b"
     r"\s*(?:=|:|\bis(?:\s+equal\s+to)?\b|\bequals\b|\bmeasures\b|\bhas\s+(?:a\s+)?(?:length|measure)(?:\s+of)?\b)"
-    r"\s*(?P<value>-?\d+(?:\.\d+)?)(?:\s*(?:cm|mm|km|m|in|ft|units?)\b)?(?!\s*[-+*/^(]|\w|\.\d)"
+    r"\s*(?P<value>-?\d+(?:\.\d+)?)(?:\s*(?:cm|mm|km|m|in|ft|units?)\b)?(?!\s*[-+*/^(=]|\s*:\s*\d|\w|\.\d)"
 )
+# Rule "ratio": `BD:DC = 2:1` states a ratio, not DC = 2 (the `:\d` after the value above).
+# Rule "expression tail": a quantity right after an arithmetic operator that follows an operand on the
+# same line (`180 - angle BAD = 60`, `1/2 * AC * DC = 12`) is the last term of an expression, and the
+# value after its `=` is the expression's. An operator with no operand before it is a list bullet
+# (`- AB = 3`, `* AB = 3`), and the quantity is still the subject.
+_EXPRESSION_TAIL = re.compile(r"[\w)\]]\s*[-+*/^×·÷]\s*$")
+# Rule "distance target": a segment named as where a distance goes to (`the distance from O to the
+# chord AB is 3`, `the distance between O and AB is 3`, `from O to AB is 3`) is not the quantity whose
+# value is stated; the value is the distance's.
+_DISTANCE_TARGET = re.compile(
+    r"(?:\bdistance\s+(?:from|between)\b[^.;:=\n]{0,40}?\b(?:to|and)|\bfrom\s+(?:point\s+)?[A-Z]\s+to)"
+    r"\s+(?:the\s+)?(?:(?:chord|line|segment|side)\s+)?$",
+    re.IGNORECASE,
+)
+# Rule "chain of quantities": `angle A = angle C = 45` states 45 for C and, through the chain of bare
+# quantities before it, for A; `Q = expr = V` does not reach Q, since the expression is no bare quantity.
+_CHAIN_HEAD = re.compile(r"(?:\b(?P<kind>angle|arc)\s+)?\b(?P<name>[A-Z]{1,3})\s*=\s*$")
 _LINE = re.compile(r"\b[A-Z]{2}\b")
 _OPPOSITE = {"parallel": "perpendicular", "perpendicular": "parallel"}
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -42,14 +63,34 @@ def _subject(kind: str | None, name: str) -> str | None:
     return f"{kind or 'segment'} {''.join(sorted(name))}"
 
 
+def _is_subject(before: str) -> bool:
+    """Whether a quantity with this text before it (on its line) is the subject of what follows it."""
+    return not (_EXPRESSION_TAIL.search(before) or _DISTANCE_TARGET.search(before))
+
+
 def stated_values(text: str) -> dict[str, set[str]]:
     """{quantity: the values the text states for it}."""
     out: dict[str, set[str]] = {}
     for m in _STATEMENT.finditer(text):
-        subject = _subject(m.group("kind"), m.group("name"))
-        if subject is not None:
-            out.setdefault(subject, set()).add(canonical_number(m.group("value")))
+        before = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
+        if not _is_subject(before):
+            continue
+        value = canonical_number(m.group("value"))
+        names = [(m.group("kind"), m.group("name"))]
+        while (head := _CHAIN_HEAD.search(before)) and _is_subject(before[: head.start()]):
+            names.append((head.group("kind"), head.group("name")))
+            before = before[: head.start()]
+        for kind, name in names:
+            subject = _subject(kind, name)
+            if subject is not None:
+                out.setdefault(subject, set()).add(value)
     return out
+
+
+def _plain_lines(text: str) -> str:
+    """`normalise` line by line: the line breaks stay, so a bullet (`* AB = 3`) after a line ending in
+    `)` is not read as a product (rule "expression tail")."""
+    return "\n".join(normalise(line) for line in text.splitlines())
 
 
 def _relations(text: str) -> list[tuple[frozenset[str], set[str]]]:
@@ -74,11 +115,11 @@ class StatedResponse:
 
     @classmethod
     def of(cls, response: str) -> StatedResponse:
-        return cls(ResponseIndex.of(response), stated_values(normalise(response)), _relations(response))
+        return cls(ResponseIndex.of(response), stated_values(_plain_lines(response)), _relations(response))
 
 
 def fact_verdict(fact: str, response: StatedResponse) -> Verdict:
-    for subject, values in stated_values(normalise(fact)).items():
+    for subject, values in stated_values(_plain_lines(fact)).items():
         said = response.values.get(subject)
         if said and not (values & said):
             return "contradicted"
