@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from prcli.cli import app
 from prcli.diagnose.agreement import kappa_and_table
 from prcli.diagnose.sheet import marked_response
+from test_diagnose import diagnose
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -70,18 +70,6 @@ def files(tmp_path: Path) -> dict[str, Path]:
         ],
     )
     return {"annotated": annotated, "items": items, "out": tmp_path / "labels.jsonl", "dir": tmp_path}
-
-
-def diagnose(files: dict[str, Path], *extra: str):
-    args = [
-        "diagnose",
-        str(files["items"]),
-        "-o",
-        str(files["out"]),
-        "--annotations",
-        str(files["annotated"]),
-    ]
-    return runner.invoke(app, [*args, *extra])
 
 
 def test_sheet_is_written_and_self_contained(files: dict[str, Path]) -> None:
