@@ -1,0 +1,119 @@
+"""The synthetic perception tasks: deterministic, disjoint across seeds, answers that follow from the
+drawn facts, questions that do not give them away, CoTs that the rewards accept."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from prcli.records import AnnotatedProblem, Problem
+from prcli.rewards import format_reward
+from prcli.tasks import COLOURS, KINDS, chance_accuracy, generate, image_digest, write_tasks
+from prcli.verify import math_equal
+
+N = 4 * len(KINDS)
+
+
+@pytest.fixture(scope="module")
+def items():
+    return generate(N, seed=0)
+
+
+def test_same_seed_identical_bytes(tmp_path):
+    a = write_tasks(tmp_path / "a", 14, seed=3, prefix="train-")
+    b = write_tasks(tmp_path / "b", 14, seed=3, prefix="train-")
+    assert a.read_bytes() == b.read_bytes()
+    for row in map(json.loads, a.read_text().splitlines()):
+        image = row["images"][0]
+        assert (a.parent / image).read_bytes() == (b.parent / image).read_bytes()
+
+
+def test_different_seeds_disjoint(items):
+    other = generate(N, seed=1)
+    assert not {i.key for i in items} & {i.key for i in other}
+    assert not {image_digest(i) for i in items} & {image_digest(i) for i in other}
+    assert len({i.key for i in items}) == N  # distinct within a set too
+
+
+def test_answer_recomputed_from_facts(items):
+    assert {i.kind for i in items} == set(KINDS)
+    for item in items:
+        values = json.loads(json.dumps(item.values))  # as read back from the JSONL
+        assert KINDS[item.kind].solve(values) == item.answer, item
+    # the facts' sentences carry the values the answer is computed from
+    for item in items:
+        if item.kind.startswith("rect_"):
+            w, h = (int(re.search(rf"{s} = (\d+)", " ".join(item.facts)).group(1)) for s in ("AB", "BC"))
+            assert item.answer == str(w * h if item.kind == "rect_area" else 2 * (w + h))
+        elif item.kind == "triangle_angle":
+            a, b = (int(x) for x in re.findall(r"= (\d+)°", " ".join(item.facts)))
+            assert item.answer == str(180 - a - b)
+        elif item.kind == "count_shapes":
+            assert re.search(rf"\b{item.answer}\b", item.facts[0])
+        elif item.kind.endswith("_colour"):
+            assert item.facts[0].endswith(item.answer)
+        else:
+            on = item.facts[0].rsplit(" ", 2)[-1] if "neither" not in item.facts[0] else "neither"
+            assert item.answer == ("yes" if item.question.rstrip("?").endswith(on) else "no")
+
+
+def test_question_leaks_no_answer_nor_values(items):
+    for item in items:
+        q = item.question
+        assert q.startswith("<image>")
+        assert not re.search(r"\d", q), q  # no length, angle or count
+        assert not re.search(rf"\b{re.escape(item.answer)}\b", q, re.IGNORECASE), q
+        if item.kind.endswith("_colour"):
+            assert not any(c in q for c in COLOURS), q
+        if item.kind == "point_on_segment":  # both segments are named whichever holds P
+            assert "AB" in q and "CD" in q
+
+
+def test_cot_format_and_accuracy(items):
+    for item in items:
+        assert format_reward(item.cot) == 1.0, item.cot
+        for fact in item.facts:
+            assert fact in item.cot
+        boxed = re.search(r"\\boxed\{(.+?)\}", item.cot).group(1)
+        assert math_equal(f"\\boxed{{{boxed}}}", item.answer)
+    # a wrong answer of the same type does not verify (word answers are compared as words)
+    assert not math_equal("\\boxed{blue}", "red") and not math_equal("\\boxed{no}", "yes")
+    assert not math_equal("\\boxed{orange}", "purple") and math_equal("\\boxed{purple}", "purple")
+
+
+def test_accuracy_reward_on_written_records(tmp_path):
+    from prcli.rewards import accuracy_rewards
+
+    path = write_tasks(tmp_path, len(KINDS), seed=5, prefix="test-")
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert accuracy_rewards([r["cot"] for r in rows], [r["answer"] for r in rows]) == [1.0] * len(rows)
+    for row in rows:
+        Problem.model_validate(row, context={"base_dir": path.parent})
+        AnnotatedProblem.model_validate(row, context={"base_dir": path.parent})
+        assert (path.parent / row["images"][0]).is_file()
+
+
+def test_chance_accuracy():
+    assert KINDS["count_shapes"].chance == pytest.approx(1 / 4)
+    assert (
+        KINDS["largest_colour"].chance == KINDS["leftmost_colour"].chance == pytest.approx(1 / len(COLOURS))
+    )
+    assert KINDS["point_on_segment"].chance == pytest.approx(1 / 2)
+    assert KINDS["rect_area"].chance < 0.05 and KINDS["triangle_angle"].chance < 0.05
+    assert chance_accuracy(["count_shapes", "point_on_segment"]) == pytest.approx(3 / 8)
+    assert chance_accuracy(["count_shapes", "point_on_segment"], n=3) == pytest.approx((2 / 4 + 1 / 2) / 3)
+    with pytest.raises(ValueError, match="unknown task kind"):
+        chance_accuracy(["nope"])
+
+
+def test_size_and_kinds_parameters(tmp_path):
+    from PIL import Image
+
+    path = write_tasks(tmp_path, 3, seed=0, kinds=["count_shapes"], size=56)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert path.name == "tasks.jsonl" and {r["category"] for r in rows} == {"count_shapes"}
+    assert Image.open(path.parent / rows[0]["images"][0]).size == (56, 56)
+    for item in generate(len(KINDS), seed=2, size=224):
+        assert item.image.size == (224, 224)
