@@ -17,6 +17,7 @@ from prcli.eval.run import EvalConfig, EvalSummary
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.report import ReportConfig
+from prcli.sft.config import SFTStageConfig
 from prcli.train import TrainConfig
 from prcli.ui import (
     console,
@@ -170,6 +171,35 @@ def train_cmd(cfg: TrainConfig, json_out: bool = False) -> None:
     console.print(
         f"model: [bold]{result.output_dir}[/]   metrics: {result.metrics_path}   samples: {result.samples_path}"
     )
+
+
+@app.command("sft")
+@handle_errors
+@config_command(SFTStageConfig, short={"model": "-m", "output_dir": "-o"})
+def sft_cmd(cfg: SFTStageConfig, json_out: bool = False) -> None:
+    """Supervised fine-tuning on worked solutions (`cot`) in the training prompt's think/answer format (TRL).
+
+    A cold start before `pr train`: same model loading, LoRA, accelerate launch, resume and metrics.
+    """
+    import os
+
+    from prcli.sft import sft
+
+    result = sft(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if json_out:
+        print_json(result.as_dict())
+        return
+    row = [result.global_step, result.train_examples, result.dropped_examples, result.resumed_from or "-"]
+    console.print(
+        table(
+            "pr sft",
+            ["steps", "examples", "dropped (too long)", "resumed from", "seconds"],
+            [[*row, round(result.seconds, 1)]],
+        )
+    )
+    console.print(f"model: [bold]{result.output_dir}[/]   metrics: {result.metrics_path}")
 
 
 @app.command("judge")

@@ -15,7 +15,7 @@ from prcli.errors import StageError
 from prcli.jsonl import check_jsonl
 from prcli.models import model_errors, resolve_model
 from prcli.prompts import render_template, user_content
-from prcli.records import AnnotatedProblem
+from prcli.records import AnnotatedProblem, Problem
 from prcli.train.config import TrainConfig
 
 log = logging.getLogger("prcli.train")
@@ -94,22 +94,27 @@ class TrainProblem(AnnotatedProblem):
     @field_validator("images")
     @classmethod
     def _fittable(cls, images: list[str], info: ValidationInfo) -> list[str]:
-        bounds = (info.context or {}).get("image_bounds")
-        if bounds is None:
-            return images
-        from PIL import Image
+        return fittable_images(images, info)
 
-        for path in images:
-            with Image.open(path) as image:  # the header only; EXIF rotation keeps the aspect
-                width, height = image.size
-            fitted = bounds.fitted_size(width, height)
-            if max(fitted) > MAX_ASPECT * min(fitted):
-                raise ValueError(
-                    f"image {path} ({width}x{height} pixels) is too long and thin: fitted to whole "
-                    f"{bounds.factor}-pixel cells it would be {fitted[0]}x{fitted[1]}, an aspect ratio of "
-                    f"{max(fitted) / min(fitted):.0f}:1, and Qwen-VL takes at most {MAX_ASPECT}:1; crop or pad it"
-                )
+
+def fittable_images(images: list[str], info: ValidationInfo) -> list[str]:
+    """`images`, refused if one would be too long and thin for Qwen-VL once fitted (context `image_bounds`)."""
+    bounds = (info.context or {}).get("image_bounds")
+    if bounds is None:
         return images
+    from PIL import Image
+
+    for path in images:
+        with Image.open(path) as image:  # the header only; EXIF rotation keeps the aspect
+            width, height = image.size
+        fitted = bounds.fitted_size(width, height)
+        if max(fitted) > MAX_ASPECT * min(fitted):
+            raise ValueError(
+                f"image {path} ({width}x{height} pixels) is too long and thin: fitted to whole "
+                f"{bounds.factor}-pixel cells it would be {fitted[0]}x{fitted[1]}, an aspect ratio of "
+                f"{max(fitted) / min(fitted):.0f}:1, and Qwen-VL takes at most {MAX_ASPECT}:1; crop or pad it"
+            )
+    return images
 
 
 def fit_image(path: str | Path, bounds: ImageBounds) -> Any:
@@ -160,7 +165,7 @@ def load_processor(cfg: TrainConfig) -> Any:
         return AutoProcessor.from_pretrained(path, size=size)
 
 
-def build_rows(records: list[AnnotatedProblem], template: str) -> list[dict[str, Any]]:
+def build_rows(records: list[Problem], template: str) -> list[dict[str, Any]]:
     """One training row per problem: a conversational prompt with image parts where `<image>` was."""
     rows = []
     for rec in records:
@@ -171,7 +176,7 @@ def build_rows(records: list[AnnotatedProblem], template: str) -> list[dict[str,
                 "prompt": [{"role": "user", "content": user_content(text, len(rec.images))}],
                 "images": list(rec.images),
                 "answer": rec.answer,
-                "annotations": list(rec.annotations),
+                "annotations": list(getattr(rec, "annotations", None) or []),  # none for `pr sft`'s
             }
         )
     return rows

@@ -1,0 +1,205 @@
+"""`sft()`: rows from worked solutions, TRL's `SFTTrainer`, and `pr train`'s loading, resume and save."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationInfo, field_validator, model_validator
+
+from prcli.config import save_config
+from prcli.errors import StageError
+from prcli.jsonl import check_jsonl, content_hash
+from prcli.models import check_model
+from prcli.prompts import render_template
+from prcli.records import Problem
+from prcli.rewards import format_reward
+from prcli.sft.config import SFTStageConfig, build_sft_config
+from prcli.train.callbacks import FirstStep, MetricsCallback
+from prcli.train.checkpoints import (
+    check_same_prompts,
+    checkpoint_step,
+    has_full_weights,
+    resume_checkpoint,
+    trim_logs,
+)
+from prcli.train.config import bf16_on, check_tracker, lora_config
+from prcli.train.console import quiet_libraries, replace_trl_output
+from prcli.train.data import (
+    ImageBounds,
+    build_rows,
+    fit_image,
+    fittable_images,
+    load_processor,
+    png,
+    prompt_length,
+)
+from prcli.train.precision import check_master_weights, final_dtype, policy_dtype, sharding_engine
+from prcli.train.processes import main_process, world_size
+from prcli.train.run import load_policy
+from prcli.train.save import check_final_save, save_final
+
+log = logging.getLogger("prcli.sft")
+
+LOSS_ON = "completion (the assistant turn)"
+"""What the loss covers: TRL's completion_only_loss on prompt-completion rows masks the prompt for VLMs
+(its assistant_only_loss needs transformers >= 5.18 for vision data)."""
+
+
+class SFTProblem(Problem):
+    """A problem with a worked solution (`cot`); annotations, if any, are ignored."""
+
+    @model_validator(mode="after")
+    def _has_cot(self) -> SFTProblem:
+        if not self.cot or not self.cot.strip():
+            raise ValueError("`pr sft` needs a worked solution: this record has no `cot`")
+        return self
+
+    @field_validator("images")
+    @classmethod
+    def _fittable(cls, images: list[str], info: ValidationInfo) -> list[str]:
+        return fittable_images(images, info)
+
+
+def target_text(cot: str, answer: str) -> str:
+    """The assistant turn: the CoT as is when already in the think/answer/boxed format, else wrapped in it."""
+    cot = cot.strip()
+    if format_reward(cot) == 1.0:
+        return cot
+    return f"<think>\n{cot}\n</think>\n<answer>\n\\boxed{{{answer}}}\n</answer>"
+
+
+@dataclass
+class SFTResult:
+    output_dir: Path
+    global_step: int
+    resumed_from: str | None
+    train_examples: int
+    dropped_examples: int
+    metrics_path: Path
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def load_sft_rows(cfg: SFTStageConfig, processor: Any, rejected: Path | None = None) -> tuple[Any, int]:
+    """Prompt-completion rows (conversational, images fitted once as `pr train` does) and how many were
+    dropped as longer than `max_length`."""
+    from datasets import Dataset, Image, Sequence
+
+    bounds = ImageBounds.of(processor.image_processor)
+    checked = check_jsonl(
+        cfg.data,
+        SFTProblem,
+        skip_invalid=cfg.skip_invalid,
+        rejected_path=rejected,
+        context={"image_bounds": bounds},
+    )
+    records = list(checked)
+    kept = []
+    for rec, row in zip(records, build_rows(records, cfg.prompt_template), strict=True):
+        target = target_text(rec.cot or "", rec.answer)
+        images = [fit_image(p, bounds) for p in row["images"]]
+        completion = [{"role": "assistant", "content": [{"type": "text", "text": target}]}]
+        length = prompt_length({**row, "images": images}, processor)
+        length += len(processor.tokenizer(target + "<|im_end|>\n", add_special_tokens=False)["input_ids"])
+        if length <= cfg.max_length:
+            kept.append(
+                {"prompt": row["prompt"], "completion": completion, "images": [png(i) for i in images]}
+            )
+    if not kept:
+        raise StageError(f"every example in {cfg.data} is longer than max_length={cfg.max_length}")
+    dataset = Dataset.from_list(kept).cast_column("images", Sequence(Image()))
+    return dataset, len(records) - len(kept)
+
+
+def sft(cfg: SFTStageConfig) -> SFTResult:
+    """Supervised fine-tuning; a run that fails before its first step removes the folder it created."""
+    fresh = not cfg.output_dir.exists()
+    first_step = FirstStep()
+    try:
+        with quiet_libraries(cfg.verbose):
+            return _run(cfg, first_step)
+    except BaseException:
+        if fresh and not first_step.done and main_process():
+            shutil.rmtree(cfg.output_dir, ignore_errors=True)
+        raise
+
+
+def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
+    from trl import SFTTrainer
+
+    started = time.monotonic()
+    out = cfg.output_dir
+    check_tracker(cfg.report_to)
+    model_path = check_model(cfg.model)
+    args = build_sft_config(cfg)  # before the model: sets up the process group / DeepSpeed (see train)
+    check_final_save(args)
+    checkpoint = resume_checkpoint(out) if cfg.resume else None
+    prompts = {"prompt_text_hash": content_hash(render_template(cfg.prompt_template, "{question}"))}
+    if checkpoint is not None:
+        check_same_prompts(out, prompts)
+    processor = load_processor(cfg)  # type: ignore[arg-type]
+    train_ds, dropped = load_sft_rows(cfg, processor, out / "rejected.jsonl")
+    if dropped:
+        log.warning("dropped %d example(s) longer than max_length=%d", dropped, cfg.max_length)
+
+    bf16 = bf16_on(cfg)  # type: ignore[arg-type]
+    dtype = policy_dtype(bf16, sharding_engine(), cfg.lora)
+    weights_from_checkpoint = checkpoint is not None and not cfg.lora and has_full_weights(checkpoint)
+    model = load_policy(str(checkpoint) if weights_from_checkpoint else model_path, dtype, cfg.model)
+    if cfg.freeze_vision:
+        for name, param in model.named_parameters():
+            if "visual" in name:
+                param.requires_grad_(False)
+
+    trainer_cls: Any = SFTTrainer
+    if weights_from_checkpoint:
+
+        class _Trainer(SFTTrainer):  # type: ignore[misc]
+            def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+                """Weights already loaded from the checkpoint (see train/run.py); the rest is restored."""
+
+        trainer_cls = _Trainer
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        processing_class=processor,
+        peft_config=lora_config(cfg) if cfg.lora else None,  # type: ignore[arg-type]
+        callbacks=[MetricsCallback(out / "metrics.jsonl"), first_step.callback()],
+    )
+    check_master_weights(trainer)
+    if not cfg.verbose:
+        replace_trl_output(trainer)
+    out.mkdir(parents=True, exist_ok=True)
+    if main_process():
+        import prcli
+
+        extra = {
+            "prcli_version": prcli.__version__,
+            "world_size": world_size(),
+            **prompts,
+            "loss_on": LOSS_ON,
+            "policy_dtype": str(dtype).removeprefix("torch."),
+            "final_dtype": str(final_dtype(bf16) or dtype).removeprefix("torch."),
+        }
+        save_config(cfg, out / "config.yaml", extra=extra)
+        if checkpoint is not None:
+            trim_logs(out, checkpoint_step(checkpoint))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=final_dtype(bf16))
+    return SFTResult(
+        output_dir=out,
+        global_step=trainer.state.global_step,
+        resumed_from=str(checkpoint) if checkpoint else None,
+        train_examples=len(train_ds),
+        dropped_examples=dropped,
+        metrics_path=out / "metrics.jsonl",
+        seconds=time.monotonic() - started,
+    )
