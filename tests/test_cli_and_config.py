@@ -16,11 +16,13 @@ from prcli.models import ALIASES, resolve_model
 COMMANDS = [
     "annotate",
     "convert",
+    "sft",
     "train",
     "judge",
     "eval",
     "mcnemar",
     "report",
+    "diagnose",
     "demo",
     "plot",
     "tiny-model",
