@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,22 +12,21 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from prcli.config import save_config
 from prcli.errors import StageError
-from prcli.jsonl import check_jsonl, content_hash
+from prcli.jsonl import check_jsonl
 from prcli.models import check_model
-from prcli.prompts import render_template
 from prcli.records import Problem
 from prcli.rewards import format_reward
 from prcli.sft.config import SFTStageConfig, build_sft_config
-from prcli.train.callbacks import FirstStep, MetricsCallback
+from prcli.train.callbacks import FirstStep, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
     check_same_prompts,
     checkpoint_step,
-    has_full_weights,
+    prompt_text_hash,
     resume_checkpoint,
     trim_logs,
 )
 from prcli.train.config import bf16_on, check_tracker, lora_config
-from prcli.train.console import quiet_libraries, replace_trl_output
+from prcli.train.console import replace_trl_output
 from prcli.train.data import (
     ImageBounds,
     build_rows,
@@ -38,10 +36,11 @@ from prcli.train.data import (
     png,
     prompt_length,
 )
-from prcli.train.precision import check_master_weights, final_dtype, policy_dtype, sharding_engine
+from prcli.train.policy import load_trainable
+from prcli.train.precision import check_master_weights
 from prcli.train.processes import main_process, world_size
-from prcli.train.run import load_policy
 from prcli.train.save import check_final_save, save_final
+from prcli.train.trainer import trainer_class
 
 log = logging.getLogger("prcli.sft")
 
@@ -120,15 +119,7 @@ def load_sft_rows(cfg: SFTStageConfig, processor: Any, rejected: Path | None = N
 
 def sft(cfg: SFTStageConfig) -> SFTResult:
     """Supervised fine-tuning; a run that fails before its first step removes the folder it created."""
-    fresh = not cfg.output_dir.exists()
-    first_step = FirstStep()
-    try:
-        with quiet_libraries(cfg.verbose):
-            return _run(cfg, first_step)
-    except BaseException:
-        if fresh and not first_step.done and main_process():
-            shutil.rmtree(cfg.output_dir, ignore_errors=True)
-        raise
+    return without_failed_starts(cfg.output_dir, cfg.verbose, lambda first_step: _run(cfg, first_step))
 
 
 def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
@@ -141,7 +132,7 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     args = build_sft_config(cfg)  # before the model: sets up the process group / DeepSpeed (see train)
     check_final_save(args)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
-    prompts = {"prompt_text_hash": content_hash(render_template(cfg.prompt_template, "{question}"))}
+    prompts = {"prompt_text_hash": prompt_text_hash(cfg.prompt_template)}
     if checkpoint is not None:
         check_same_prompts(out, prompts)
     processor = load_processor(cfg)  # type: ignore[arg-type]
@@ -149,25 +140,16 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     if dropped:
         log.warning("dropped %d example(s) longer than max_length=%d", dropped, cfg.max_length)
 
-    bf16 = bf16_on(cfg)  # type: ignore[arg-type]
-    dtype = policy_dtype(bf16, sharding_engine(), cfg.lora)
-    weights_from_checkpoint = checkpoint is not None and not cfg.lora and has_full_weights(checkpoint)
-    model = load_policy(str(checkpoint) if weights_from_checkpoint else model_path, dtype, cfg.model)
-    if cfg.freeze_vision:
-        for name, param in model.named_parameters():
-            if "visual" in name:
-                param.requires_grad_(False)
-
-    trainer_cls: Any = SFTTrainer
-    if weights_from_checkpoint:
-
-        class _Trainer(SFTTrainer):  # type: ignore[misc]
-            def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-                """Weights already loaded from the checkpoint (see train/run.py); the rest is restored."""
-
-        trainer_cls = _Trainer
-    trainer = trainer_cls(
-        model=model,
+    policy = load_trainable(
+        model_path,
+        cfg.model,
+        checkpoint,
+        bf16=bf16_on(cfg),  # type: ignore[arg-type]
+        lora=cfg.lora,
+        freeze_vision=cfg.freeze_vision,
+    )
+    trainer = trainer_class(policy.from_checkpoint, base=SFTTrainer)(
+        model=policy.model,
         args=args,
         train_dataset=train_ds,
         processing_class=processor,
@@ -186,14 +168,13 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
             "world_size": world_size(),
             **prompts,
             "loss_on": LOSS_ON,
-            "policy_dtype": str(dtype).removeprefix("torch."),
-            "final_dtype": str(final_dtype(bf16) or dtype).removeprefix("torch."),
+            **policy.facts(),
         }
         save_config(cfg, out / "config.yaml", extra=extra)
         if checkpoint is not None:
             trim_logs(out, checkpoint_step(checkpoint))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=final_dtype(bf16))
+    save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=policy.final_dtype)
     return SFTResult(
         output_dir=out,
         global_step=trainer.state.global_step,

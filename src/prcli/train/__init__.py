@@ -6,8 +6,10 @@ One small file per concern, in the order a run uses them:
 - `data`: training rows (chat prompt, images, answer, annotations) from annotated records;
 - `rewards`: `BatchRewards`, the four rewards of a rollout batch computed once, served as four TRL
   reward functions so each is weighted and logged on its own;
-- `trainer`: our `GRPOTrainer` subclass;
-- `callbacks`: the metrics log and the first-step marker;
+- `policy`: the model trained, loaded from the base or a checkpoint in the right dtype (`precision`);
+- `trainer`: the trainer class (TRL's, or one that leaves resumed weights alone);
+- `callbacks`: the metrics log, the first-step marker (a failed start leaves no folder) and the
+  judge outage guard;
 - `checkpoints`: which checkpoint `--resume` continues from;
 - `save`: the final model, gathered from every process (DDP, FSDP, ZeRO-3) and written once;
 - `run`: `train()`, which ties them together.

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prcli.train.console import quiet_libraries
+from prcli.train.processes import main_process
 
 if TYPE_CHECKING:
     from prcli.train.rewards import BatchRewards
+
+R = TypeVar("R")
 
 
 class MetricsCallback:
@@ -129,3 +136,18 @@ class JudgeOutage:
                 guard.rewards.take_outage_counts()  # validation's judgements are no training step's
 
         return _Callback()
+
+
+def without_failed_starts(output_dir: Path, verbose: bool, run: Callable[[FirstStep], R]) -> R:
+    """`run(first_step)` with the libraries quiet (unless `verbose`); a run that fails before its
+    first optimizer step removes the output folder if it created it, so the corrected re-run
+    starts clean. A folder that existed before is never deleted."""
+    fresh = not output_dir.exists()
+    first_step = FirstStep()
+    try:
+        with quiet_libraries(verbose):
+            return run(first_step)
+    except BaseException:
+        if fresh and not first_step.done and main_process():
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise

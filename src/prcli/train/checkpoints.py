@@ -165,6 +165,14 @@ def trim_logs(out: Path, step: int) -> None:
         write_jsonl_atomic(path, rows)
 
 
+def prompt_text_hash(template: str) -> str:
+    """The hash of the policy's prompt text, recorded in config.yaml and checked on resume."""
+    from prcli.jsonl import content_hash
+    from prcli.prompts import render_template
+
+    return content_hash(render_template(template, "{question}"))
+
+
 def check_same_prompts(out: Path, current: dict[str, str | None]) -> None:
     """A resumed run goes on with the texts it started with: the policy's prompt and the judge's.
 

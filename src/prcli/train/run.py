@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,22 +11,21 @@ from typing import Any
 
 from prcli.config import save_config
 from prcli.errors import StageError
-from prcli.jsonl import content_hash
 from prcli.judge.core import Judge, build_judge
-from prcli.models import check_model, model_errors
-from prcli.prompts import render_template
-from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback
+from prcli.models import check_model
+from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
     check_same_prompts,
     checkpoint_step,
-    has_full_weights,
+    prompt_text_hash,
     resume_checkpoint,
     trim_logs,
 )
 from prcli.train.config import TrainConfig, bf16_on, build_grpo_config, check_tracker, lora_config
-from prcli.train.console import quiet_libraries, replace_trl_output
+from prcli.train.console import replace_trl_output
 from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
-from prcli.train.precision import check_master_weights, final_dtype, policy_dtype, sharding_engine
+from prcli.train.policy import load_trainable
+from prcli.train.precision import check_master_weights
 from prcli.train.processes import main_process, world_size
 from prcli.train.rewards import BatchRewards
 from prcli.train.save import check_final_save, save_final
@@ -62,15 +60,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     a run that fails before its first optimizer step removes the output folder if it created it, so
     the corrected re-run starts clean. A folder that existed before is never deleted.
     """
-    fresh = not cfg.output_dir.exists()
-    first_step = FirstStep()
-    try:
-        with quiet_libraries(cfg.verbose):
-            return _train(cfg, first_step)
-    except BaseException:
-        if fresh and not first_step.done and main_process():
-            shutil.rmtree(cfg.output_dir, ignore_errors=True)
-        raise
+    return without_failed_starts(cfg.output_dir, cfg.verbose, lambda first_step: _train(cfg, first_step))
 
 
 def _train(cfg: TrainConfig, first_step: FirstStep) -> TrainResult:
@@ -96,7 +86,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     check_final_save(grpo_args)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {
-        "prompt_text_hash": content_hash(render_template(cfg.prompt_template, "{question}")),
+        "prompt_text_hash": prompt_text_hash(cfg.prompt_template),
         "judge_prompt_sha256": judge.prompt_sha256,
     }
     if checkpoint is not None:
@@ -108,17 +98,9 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
     check_enough_prompts(len(train_ds), dropped, cfg)
 
-    # fp32 weights for AdamW, unless DeepSpeed, FSDP or LoRA keep the trained ones fp32 (precision.py)
-    dtype = policy_dtype(bf16_on(cfg), sharding_engine(), cfg.lora)
-    # transformers 5's own resume loads a checkpoint's weights by raw state-dict names, which its
-    # save_pretrained has converted back to the hub layout: all but lm_head are silently skipped
-    # and training would go on from the base weights. So the policy is loaded from the checkpoint.
-    weights_from_checkpoint = checkpoint is not None and not cfg.lora and has_full_weights(checkpoint)
-    model = load_policy(str(checkpoint) if weights_from_checkpoint else model_path, dtype, cfg.model)
-    if cfg.freeze_vision:
-        for name, param in model.named_parameters():
-            if "visual" in name:
-                param.requires_grad_(False)
+    policy = load_trainable(
+        model_path, cfg.model, checkpoint, bf16=bf16_on(cfg), lora=cfg.lora, freeze_vision=cfg.freeze_vision
+    )
 
     pool = VerifierPool(workers=cfg.accuracy_workers or None, timeout=cfg.accuracy_timeout)
     cleanup.callback(pool.close)
@@ -132,8 +114,8 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         samples_per_step=cfg.samples_per_step,
     )
     outage = JudgeOutage(rewards, cfg.judge_outage_window, cfg.judge_outage_threshold)
-    trainer = trainer_class(skip_weight_load=weights_from_checkpoint)(
-        model=model,
+    trainer = trainer_class(skip_weight_load=policy.from_checkpoint)(
+        model=policy.model,
         reward_funcs=rewards.functions(),
         args=grpo_args,
         train_dataset=train_ds,
@@ -153,8 +135,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
             "prcli_version": prcli.__version__,
             "world_size": world_size(),
             **prompts,
-            "policy_dtype": str(dtype).removeprefix("torch."),
-            "final_dtype": str(final_dtype(bf16_on(cfg)) or dtype).removeprefix("torch."),
+            **policy.facts(),
         }
         save_config(cfg, out / "config.yaml", extra=extra)
         if checkpoint is not None:
@@ -162,8 +143,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if outage.tripped:  # not a finished run: no final model, a non-zero exit
         raise StageError(outage.message(out / f"checkpoint-{trainer.state.global_step}"))
-    base = model_path if cfg.lora else None
-    save_final(trainer, processor, out, base_model=base, dtype=final_dtype(bf16_on(cfg)))
+    save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=policy.final_dtype)
     return TrainResult(
         output_dir=out,
         global_step=trainer.state.global_step,
@@ -177,21 +157,3 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         num_processes=trainer.accelerator.num_processes,
         distributed_type=str(trainer.accelerator.distributed_type.value),
     )
-
-
-def load_policy(path: str, dtype: Any, name: str) -> Any:
-    """The policy from `path`, refused if any of its weights was missing or the wrong shape.
-
-    transformers only logs such weights and initialises them at random, so a truncated or
-    mismatched checkpoint would otherwise be trained from noise without an error."""
-    from transformers import AutoModelForImageTextToText
-
-    with model_errors(name):
-        model, info = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, output_loading_info=True)
-    bad = [*info.get("missing_keys", []), *(str(k[0]) for k in info.get("mismatched_keys", []))]
-    if bad:
-        shown = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise StageError(
-            f"{path}: {len(bad)} weight(s) missing or of the wrong shape ({shown}); refusing to train them from random values"
-        )
-    return model
