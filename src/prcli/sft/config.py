@@ -9,6 +9,14 @@ from pydantic import Field, model_validator
 
 from prcli.config import StageConfig
 from prcli.prompts import render_template
+from prcli.train.config import (
+    LORA_TARGETS,
+    LoraAlpha,
+    LoraDropout,
+    LoraOn,
+    LoraRank,
+    LoraTargets,
+)
 from prcli.train.processes import world_size
 
 
@@ -40,14 +48,11 @@ class SFTStageConfig(StageConfig):
     max_pixels: int = Field(1806336, ge=1, description="Largest image area (pixels), as `pr train`.")
     freeze_vision: bool = Field(False, description="Freeze the vision tower.")
 
-    lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
-    lora_r: int = Field(64, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(128, ge=1, description="LoRA alpha.")
-    lora_dropout: float = Field(0.05, ge=0, le=1, description="LoRA dropout.")
-    lora_targets: str = Field(
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-        description="Comma-separated module names of the language model that get adapters.",
-    )
+    lora: LoraOn = False
+    lora_r: LoraRank = 64
+    lora_alpha: LoraAlpha = 128
+    lora_dropout: LoraDropout = 0.05
+    lora_targets: LoraTargets = LORA_TARGETS
 
     seed: int = Field(42, description="Random seed.")
     resume: bool = Field(False, description="Continue from the last checkpoint in the output folder.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -26,6 +26,17 @@ ReportTo = Literal["none", "tensorboard", "wandb"]
 
 CLIPPED_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
 """TRL 1.16's loss types with the PPO clip, the ones its `delta` (our dual clip) applies to."""
+
+
+# The LoRA options, defined once for `pr train` and `pr sft` (each config sets the defaults).
+LoraOn = Annotated[bool, Field(description="Train LoRA adapters (PEFT) instead of all weights.")]
+LoraRank = Annotated[int, Field(ge=1, description="LoRA rank.")]
+LoraAlpha = Annotated[int, Field(ge=1, description="LoRA alpha.")]
+LoraDropout = Annotated[float, Field(ge=0, le=1, description="LoRA dropout.")]
+LoraTargets = Annotated[
+    str, Field(description="Comma-separated module names of the language model that get adapters.")
+]
+LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
 class TrainConfig(StageConfig):
@@ -128,14 +139,11 @@ class TrainConfig(StageConfig):
     freeze_vision: bool = Field(False, description="Freeze the vision tower (the paper trains it).")
 
     # LoRA
-    lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
-    lora_r: int = Field(64, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(128, ge=1, description="LoRA alpha.")
-    lora_dropout: float = Field(0.05, ge=0, le=1, description="LoRA dropout.")
-    lora_targets: str = Field(
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-        description="Comma-separated module names of the language model that get adapters.",
-    )
+    lora: LoraOn = False
+    lora_r: LoraRank = 64
+    lora_alpha: LoraAlpha = 128
+    lora_dropout: LoraDropout = 0.05
+    lora_targets: LoraTargets = LORA_TARGETS
 
     # rollout engine
     vllm: VllmMode = Field(
