@@ -12,7 +12,6 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from prcli.config import save_config
 from prcli.errors import StageError
-from prcli.jsonl import check_jsonl
 from prcli.models import check_model
 from prcli.records import Problem
 from prcli.rewards import format_reward
@@ -28,13 +27,12 @@ from prcli.train.checkpoints import (
 from prcli.train.config import bf16_on, check_tracker, lora_config
 from prcli.train.console import replace_trl_output
 from prcli.train.data import (
-    ImageBounds,
-    build_rows,
-    fit_image,
     fittable_images,
+    fitted_rows,
+    image_dataset,
     load_processor,
-    png,
     prompt_length,
+    stored,
 )
 from prcli.train.policy import load_trainable
 from prcli.train.precision import check_master_weights
@@ -89,32 +87,20 @@ class SFTResult:
 def load_sft_rows(cfg: SFTStageConfig, processor: Any, rejected: Path | None = None) -> tuple[Any, int]:
     """Prompt-completion rows (conversational, images fitted once as `pr train` does) and how many were
     dropped as longer than `max_length`."""
-    from datasets import Dataset, Image, Sequence
-
-    bounds = ImageBounds.of(processor.image_processor)
-    checked = check_jsonl(
-        cfg.data,
-        SFTProblem,
-        skip_invalid=cfg.skip_invalid,
-        rejected_path=rejected,
-        context={"image_bounds": bounds},
-    )
-    records = list(checked)
-    kept = []
-    for rec, row in zip(records, build_rows(records, cfg.prompt_template), strict=True):
+    kept, total = [], 0
+    for rec, row in fitted_rows(
+        cfg.data, SFTProblem, cfg.prompt_template, processor, cfg.skip_invalid, rejected
+    ):
+        total += 1
         target = target_text(rec.cot or "", rec.answer)
-        images = [fit_image(p, bounds) for p in row["images"]]
-        completion = [{"role": "assistant", "content": [{"type": "text", "text": target}]}]
-        length = prompt_length({**row, "images": images}, processor)
+        length = prompt_length(row, processor)
         length += len(processor.tokenizer(target + "<|im_end|>\n", add_special_tokens=False)["input_ids"])
         if length <= cfg.max_length:
-            kept.append(
-                {"prompt": row["prompt"], "completion": completion, "images": [png(i) for i in images]}
-            )
+            completion = [{"role": "assistant", "content": [{"type": "text", "text": target}]}]
+            kept.append(stored({"prompt": row["prompt"], "completion": completion, "images": row["images"]}))
     if not kept:
         raise StageError(f"every example in {cfg.data} is longer than max_length={cfg.max_length}")
-    dataset = Dataset.from_list(kept).cast_column("images", Sequence(Image()))
-    return dataset, len(records) - len(kept)
+    return image_dataset(kept), total - len(kept)
 
 
 def sft(cfg: SFTStageConfig) -> SFTResult:

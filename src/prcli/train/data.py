@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,32 +190,55 @@ def prompt_length(row: dict[str, Any], processor: Any) -> int:
     return int(batch["input_ids"].shape[1])
 
 
+def fitted_rows(
+    path: Path,
+    record_type: type[Any],
+    template: str,
+    processor: Any,
+    skip_invalid: bool,
+    rejected: Path | None,
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(record, training row) for each valid record of `path`, the row's images fitted to the
+    processor's bounds here, once, as PIL images: the length filter, the trainer and vLLM then all
+    see the same pixels. A generator, so one row's images are decoded at a time."""
+    bounds = ImageBounds.of(processor.image_processor)
+    records = list(
+        check_jsonl(
+            path,
+            record_type,
+            skip_invalid=skip_invalid,
+            rejected_path=rejected,
+            context={"image_bounds": bounds},
+        )
+    )
+    for record, row in zip(records, build_rows(records, template), strict=True):
+        yield record, {**row, "images": [fit_image(p, bounds) for p in row["images"]]}
+
+
+def stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A row kept for training, its fitted images as PNG bytes (small in memory; decoded when used)."""
+    return {**row, "images": [png(image) for image in row["images"]]}
+
+
+def image_dataset(rows: list[dict[str, Any]]) -> Any:
+    """A `datasets.Dataset` of `stored` rows, the images typed as images."""
+    from datasets import Dataset, Image, Sequence
+
+    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
 def load_dataset_rows(
     path: Path, cfg: TrainConfig, processor: Any, rejected: Path | None = None
 ) -> tuple[Any, int]:
-    """A `datasets.Dataset` of training rows and how many prompts were dropped for length.
-
-    Each image is fitted to the processor's bounds here, once, and stored as PNG bytes, so the length
-    filter, the trainer and vLLM all see the same pixels (one row's images decoded at a time).
-    """
-    from datasets import Dataset, Image, Sequence
-
-    bounds = ImageBounds.of(processor.image_processor)
-    context = {"image_bounds": bounds}
-    checked = check_jsonl(
-        path, TrainProblem, skip_invalid=cfg.skip_invalid, rejected_path=rejected, context=context
-    )
-    records = list(checked)
-    kept = []
-    for row in build_rows(records, cfg.prompt_template):
-        images = [fit_image(p, bounds) for p in row["images"]]
-        if prompt_length({**row, "images": images}, processor) <= cfg.max_prompt_length:
-            kept.append({**row, "images": [png(image) for image in images]})
-    dropped = len(records) - len(kept)
+    """A `datasets.Dataset` of training rows and how many prompts were dropped for length."""
+    kept, total = [], 0
+    for _, row in fitted_rows(path, TrainProblem, cfg.prompt_template, processor, cfg.skip_invalid, rejected):
+        total += 1
+        if prompt_length(row, processor) <= cfg.max_prompt_length:
+            kept.append(stored(row))
     if not kept:
         raise StageError(f"every prompt in {path} is longer than max_prompt_length={cfg.max_prompt_length}")
-    dataset = Dataset.from_list(kept)
-    return dataset.cast_column("images", Sequence(Image())), dropped
+    return image_dataset(kept), total - len(kept)
 
 
 def check_enough_prompts(usable: int, dropped: int, cfg: TrainConfig) -> None:
