@@ -367,6 +367,17 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[Any]:
         raise
 
 
+def write_failed(path: Path, failed: list[dict[str, Any]]) -> Path | None:
+    """List the model calls that failed after retries in `path` (the next run retries them), or
+    remove the list once none failed: a stale one would name items that have since succeeded.
+    Returns `path` when something failed."""
+    if failed:
+        write_jsonl_atomic(path, failed)
+        return path
+    path.unlink(missing_ok=True)
+    return None
+
+
 def write_jsonl_atomic(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Write all records at once (temp file + rename); returns how many were written."""
     path = Path(path)

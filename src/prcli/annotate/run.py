@@ -31,7 +31,7 @@ from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import ordered_window, run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig, save_config
 from prcli.images import file_digest, image_message
-from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
+from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_failed
 from prcli.llm import ChatResult, Constraint, Endpoint, LLMClient
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
@@ -369,10 +369,7 @@ def run_annotate(
         pool.close()
         if cache is not None:
             cache.close()
-    if failed:
-        write_jsonl_atomic(failed_path, failed)
-    else:
-        failed_path.unlink(missing_ok=True)
+    write_failed(failed_path, failed)
     kept_rows = check_jsonl(
         cfg.out, AnnotatedProblem, allow_empty=True, context={"check_images": False}, key=None
     )

@@ -19,7 +19,13 @@ from prcli.diagnose.sheet import write_sheet
 from prcli.diagnose.summary import default_fields, read_labels, summarise
 from prcli.diagnose.vlm import PROMPT_VERSION as VLM_PROMPT_VERSION
 from prcli.diagnose.vlm import VLMClaims, image_join, load_images
-from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_json_atomic, write_jsonl_atomic
+from prcli.jsonl import (
+    ResumableJsonl,
+    check_jsonl,
+    content_hash,
+    write_failed,
+    write_json_atomic,
+)
 from prcli.judge.core import DEFAULT_JUDGE_MODEL
 from prcli.judge.run import annotation_join, load_annotations
 from prcli.runs import settings_hash, sibling
@@ -161,11 +167,7 @@ def run_diagnose(
         reused, redone, written = out.reused, out.redone, out.written
     if llm is not None:
         llm.close()
-    failed_path = sibling(config.out, ".failed.jsonl")
-    if failed:
-        write_jsonl_atomic(failed_path, failed)
-    else:
-        failed_path.unlink(missing_ok=True)
+    failed_path = write_failed(sibling(config.out, ".failed.jsonl"), failed)
     summary = summarise(read_labels(config.out), fields)
     summary_path = sibling(config.out, ".summary.json")
     sheet = None
@@ -194,6 +196,6 @@ def run_diagnose(
         fields=fields,
         summary=summary,
         seconds=time.monotonic() - started,
-        failed_path=failed_path if failed else None,
+        failed_path=failed_path,
         sheet=sheet,
     )

@@ -38,8 +38,8 @@ from prcli.jsonl import (
     id_hash,
     iter_raw_lines,
     validation_problems,
+    write_failed,
     write_json_atomic,
-    write_jsonl_atomic,
 )
 from prcli.llm import Endpoint, LLMClient
 from prcli.models import check_model, resolve_model
@@ -528,10 +528,7 @@ def run_eval(
             written, reused, redone = items_out.written, items_out.reused, items_out.redone
     finally:
         protocol.close()
-    if failed:
-        write_jsonl_atomic(out / "failed.jsonl", failed)
-    else:
-        (out / "failed.jsonl").unlink(missing_ok=True)
+    write_failed(out / "failed.jsonl", failed)
     summary = _summary(cfg, bench, protocol, total, tally, reused, redone, failed)
     write_json_atomic(out / "summary.json", summary)
     return EvalSummary(

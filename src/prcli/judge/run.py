@@ -13,7 +13,7 @@ from pydantic import Field, StrictStr
 
 from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
-from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_jsonl_atomic
+from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_failed
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
 from prcli.llm import LLMClient
 from prcli.records import Record, Response
@@ -169,11 +169,7 @@ def run_judge(
         out.finish(lambda: (r.id for r in responses))
         already, redone, written = out.reused, out.redone, out.written
 
-    failed_path = sibling(config.out, ".failed.jsonl")
-    if failed:
-        write_jsonl_atomic(failed_path, failed)
-    elif failed_path.exists():
-        failed_path.unlink()
+    failed_path = write_failed(sibling(config.out, ".failed.jsonl"), failed)
     n_scored, mean = _mean_score(config.out)
     stats = judge.stats.as_dict()
     if judge.cache is not None:
@@ -194,7 +190,7 @@ def run_judge(
         scored=n_scored,
         stats=stats,
         seconds=time.monotonic() - started,
-        failed_path=failed_path if failed else None,
+        failed_path=failed_path,
     )
 
 
