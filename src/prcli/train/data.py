@@ -163,7 +163,14 @@ def load_processor(cfg: TrainConfig) -> Any:
         )
     size = {"shortest_edge": bounds.low, "longest_edge": bounds.high}
     with model_errors(cfg.model):
-        return AutoProcessor.from_pretrained(path, size=size)
+        processor = AutoProcessor.from_pretrained(path, size=size)
+    # TRL's GRPO pads prompt_ids on the left but takes the multimodal fields (mm_token_type_ids) from a
+    # second processor call padded on the tokenizer's own side (TRL issue 5785). Qwen-VL tokenizers pad
+    # on the right, so in every shorter prompt of a batch the image markers sat off the image tokens:
+    # wrong M-RoPE positions, wrong log-probs, wrong gradients (tests/test_grpo_logps.py). Left on
+    # both paths, they agree.
+    processor.tokenizer.padding_side = "left"
+    return processor
 
 
 def build_rows(records: list[Problem], template: str) -> list[dict[str, Any]]:
