@@ -27,9 +27,9 @@ import re
 import unicodedata
 from pathlib import Path
 
-from prcli.diagnose.lexical import _SENTENCE, _relations, stated_values
 from prcli.diagnose.run import DiagnoseConfig, run_diagnose
 from prcli.judge.lexical import normalise
+from prcli.judge.statements import _SENTENCE, _relations, stated_values
 
 MODELS = ("gpt4_2shot_solution", "bard", "llava_llama_2_13b")
 GEOMETRY = "geometry problem solving"

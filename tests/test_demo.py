@@ -1,18 +1,19 @@
-"""A shortened `pr demo`: every artifact exists and is well-formed; `pr plot` on a run's files."""
+"""`pr demo --quick`: every stage runs, the two arms differ only in their rewards, every reported number
+is the files' own; `pr plot` on a run's files."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from prcli.cli import app
 from prcli.jsonl import read_jsonl
-from prcli.records import AnnotatedProblem, EvalItem, Judgement, Problem
+from prcli.records import AnnotatedProblem, EvalItem, Problem
 
 runner = CliRunner()
 
@@ -23,82 +24,80 @@ def is_png(path: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_short_demo_writes_every_artifact(tmp_path: Path) -> None:
+def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = runner.invoke(
-        app, ["demo", "--out", str(out), "--steps", "3", "--n-train", "10", "--n-test", "5", "--json"]
-    )
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     files = {k: Path(v) for k, v in report["files"].items()}
 
     train = read_jsonl(files["train problems"], Problem)
     test = read_jsonl(files["test problems"], Problem)
-    assert len(train) == 10 and len(test) == 5 and not {p.id for p in train} & {p.id for p in test}
-    assert {p.model_extra["category"] for p in train} == {
-        "rectangle",
-        "right_triangle",
-        "triangle_angles",
-        "circle",
-        "square",
+    assert len(train) == 24 and len(test) == 12 and not {p.id for p in train} & {p.id for p in test}
+    assert {p.model_extra["category"] for p in train} == {"side_colour", "same_colour"}
+    assert not {Path(p.images[0]).read_bytes() for p in train} & {
+        Path(p.images[0]).read_bytes() for p in test
     }
-    with Image.open(train[0].images[0]) as im:
-        assert im.size == (128, 128)
-
     annotated = read_jsonl(files["annotated train"], AnnotatedProblem)
-    assert len(annotated) == 10 and all(a.annotations for a in annotated)
-    assert all(a.annotations[0].startswith("A ") for a in annotated)  # "A rectangle." etc: the figure's shape
+    assert len(annotated) == 24 and all(len(a.annotations) == 2 for a in annotated)  # both shapes' colours
 
-    metrics = [json.loads(x) for x in files["metrics"].read_text().splitlines()]
-    assert [m["step"] for m in metrics] == [1, 2, 3] and all("rewards/perception/mean" in m for m in metrics)
-    from transformers import AutoModelForImageTextToText
+    # one SFT checkpoint, two arms from it with one budget: only the reward weights differ
+    sft_loss = [json.loads(x)["loss"] for x in files["sft metrics"].read_text().splitlines()]
+    assert len(sft_loss) == 6
+    configs = {
+        arm: yaml.safe_load((files[f"{arm} model"] / "config.yaml").read_text())
+        for arm in ("rlvr", "perception-r1")
+    }
+    assert configs["rlvr"]["model"] == configs["perception-r1"]["model"] == str(files["sft model"])
+    differ = {k for k in configs["rlvr"] if configs["rlvr"][k] != configs["perception-r1"].get(k)}
+    assert differ == {"output_dir", "w_perception", "w_repetition"}, differ
+    assert configs["rlvr"]["w_perception"] == configs["rlvr"]["w_repetition"] == 0
+    for arm in ("rlvr", "perception-r1"):
+        metrics = [json.loads(x) for x in files[f"metrics {arm}"].read_text().splitlines()]
+        assert [m["step"] for m in metrics] == [1, 2] and all("rewards/perception/mean" in m for m in metrics)
 
-    AutoModelForImageTextToText.from_pretrained(files["trained model"])
-
-    for name in ("base", "trained"):
+    # every number in the report is the files' own
+    rows = {r["model"]: r for r in report["models"]}
+    assert list(rows) == ["sft", "rlvr", "perception-r1"]
+    for name, row in rows.items():
         items = read_jsonl(files[f"eval {name}"], EvalItem)
         assert [i.id for i in items] == [p.id for p in test]
-        summary = json.loads((files[f"eval {name}"].parent / "summary.json").read_text())
-        assert summary["n"] == 5 and set(summary["breakdown"]["category"]) <= {
-            p.model_extra["category"] for p in test
-        }
-        judgements = read_jsonl(files[f"judgements {name}"], Judgement)
-        assert len(judgements) == 5 and all(j.score is not None and 0 <= j.score <= 1 for j in judgements)
-
-    # pr diagnose replaced the score threshold: the breakdown is the label files' own counts
-    assert "failures by type" in result.output
-    checkable = []
-    for name in ("base", "trained"):
+        assert row["correct"] == sum(i.correct for i in items) and row["n"] == 12
         labels = [json.loads(x) for x in files[f"perception labels {name}"].read_text().splitlines()]
-        assert [x["id"] for x in labels] == [p.id for p in test]
-        types = Counter(x["error_type"] for x in labels)
-        cell = report["numbers"][f"breakdown_{name}"]
-        assert {t: cell[t] for t in ("none", "perception", "reasoning", "lucky", "unknown")} == {
-            t: types[t] for t in ("none", "perception", "reasoning", "lucky", "unknown")
-        }
-        unknown_failures = sum(1 for x in labels if x["error_type"] == "unknown" and not x["correct"])
-        assert cell["n"] == 5 and cell["unknown_failures"] == unknown_failures
-        assert cell["failures"] == sum(1 for x in labels if not x["correct"])
-        known = types["perception"] + types["reasoning"]
-        assert cell["perception_share"] == (round(types["perception"] / known, 4) if known else None)
-        checkable.append({x["id"] for x in labels if x["perception_error"] is not None})
-
+        marks = [x["perception_error"] for x in labels]
+        assert row["checked"] == sum(m is not None for m in marks) and row["unchecked"] == marks.count(None)
+        assert row["perception_errors"] == sum(m is True for m in marks)
+        low, high = row["accuracy_ci"]
+        assert 0 <= low <= row["accuracy"] <= high <= 1
+    pairs = {(t["a"], t["b"], t["outcome"]) for t in report["tests"]}
+    assert {
+        (a, b, "accuracy") for a, b in [("sft", "rlvr"), ("sft", "perception-r1"), ("rlvr", "perception-r1")]
+    } <= pairs
     mcnemar = json.loads(files["mcnemar"].read_text())
-    assert {"n", "b", "c", "p_value", "method", "acc_a", "acc_b"} <= mcnemar["accuracy"].keys()
-    assert mcnemar["accuracy"]["n"] == 5 and mcnemar["accuracy"]["method"] == "exact"
-    both = checkable[0] & checkable[1]
-    if both:
-        assert mcnemar["perception"]["outcome"] == "perception" and mcnemar["perception"]["n"] == len(both)
-        assert mcnemar["perception"]["excluded_null"]["items"] == 5 - len(both)
-    else:
-        assert mcnemar["perception"] is None and report["numbers"]["p_perception"] is None
+    for t in report["tests"]:
+        saved = mcnemar[f"{t['a']} vs {t['b']}: {t['outcome']}"]
+        assert (saved["n"], saved["b"], saved["c"], saved["p_value"]) == (
+            t["n"],
+            t["b_"],
+            t["c"],
+            t["p_value"],
+        )
+    assert report["verdict"].startswith(("Perception-R1 makes", "perception errors: not comparable"))
+    assert 0 < report["numbers"]["chance_accuracy"] < 1
 
     plots = [Path(p) for p in report["plots"]]
-    assert [p.name for p in plots] == ["training_curves.png", "eval_comparison.png", "perception_scores.png"]
+    assert [p.name for p in plots] == ["training_arms.png", "heldout_models.png"]
     assert all(is_png(p) for p in plots)
-    assert {"perception_first", "perception_last", "accuracy_base", "accuracy_trained"} <= report[
-        "numbers"
-    ].keys()
+    with Image.open(plots[0]) as im:
+        assert json.loads(im.text["Series"]) == ["RLVR (accuracy only)", "Perception-R1"] * 2
+    with Image.open(plots[1]) as im:
+        assert json.loads(im.text["Series"])[0].startswith("blind guess")
+
+
+def test_demo_refuses_an_unknown_kind(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--kinds", "hexagons"])
+    assert result.exit_code != 0 and "unknown figure kind" in result.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_pr_plot_on_run_files(tmp_path: Path) -> None:

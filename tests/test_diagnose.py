@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from prcli.cli import app
-from prcli.diagnose.lexical import lexical_fact_verdicts
 from prcli.diagnose.records import error_type
+from prcli.judge.statements import lexical_fact_verdicts, lexical_verdicts
 
 runner = CliRunner()
 
@@ -56,10 +56,22 @@ def read_jsonl(path: Path) -> list[dict]:
         ("AB = 6", "- AB = 8", "contradicted"),  # a list bullet, not a minus
         ("angle BOC = 50°", "so ∠BOC = 2∠BAC (twice)\n* ∠BOC = 40°", "contradicted"),  # a bullet
         ("CD = 1", "BD:DC = 2:1, so BD = 2", "absent"),  # a ratio, not DC = 2
+        # colours of shapes named by their place, and counts (the synthetic tasks' facts)
+        ("the left shape is red", "the left shape is blue; the right shape is red.", "contradicted"),
+        ("the left shape is red", "The left circle is red and the right one is blue.", "consistent"),
+        ("the right shape is red", "the left shape is red; the right shape is green.", "contradicted"),
+        ("the right shape is red", "I see a red shape.", "absent"),  # no place named
+        ("the largest shape is blue", "The largest shape is coloured orange.", "contradicted"),
+        ("there are 3 red circles", "there are 2 red circles", "contradicted"),
+        ("there are 3 red circles", "There are 3 red circles and 1 blue square.", "consistent"),
+        ("there is 1 red circle", "there are two red circles", "contradicted"),
+        ("there are 3 red circles", "there are 2 blue circles", "absent"),  # other shapes counted
     ],
 )
 def test_lexical_verdicts(fact: str, response: str, verdict: str) -> None:
     assert lexical_fact_verdicts([fact], response) == [verdict]
+    # the lexical judge (the demo's perception reward) counts a fact only when it is consistent
+    assert lexical_verdicts([fact], response) == [int(verdict == "consistent")]
 
 
 def test_error_types() -> None:

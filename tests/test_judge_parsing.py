@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from prcli.judge.lexical import key_terms, lexical_verdicts, normalise
+from prcli.judge.lexical import key_terms, normalise
 from prcli.judge.prompt import (
     PROMPT_VERSION,
     SYSTEM_PROMPT,
@@ -16,6 +16,7 @@ from prcli.judge.prompt import (
     verdict_json_schema,
     verdict_regex,
 )
+from prcli.judge.statements import lexical_verdicts
 
 ANNS = ["$JKLM$ is a parallelogram.", "Side $JK$ has length $3f - 6$.", "Side $ML$ has length $2f + 8$."]
 

@@ -52,6 +52,15 @@ def test_answer_recomputed_from_facts(items):
             assert item.answer == str(180 - a - b)
         elif item.kind == "count_shapes":
             assert re.search(rf"\b{item.answer}\b", item.facts[0])
+        elif item.kind in ("side_colour", "same_colour"):
+            left, right = (
+                re.fullmatch(rf"the {s} shape is (\w+)", f).group(1)
+                for s, f in zip(("left", "right"), item.facts, strict=True)
+            )
+            if item.kind == "same_colour":
+                assert item.answer == ("yes" if left == right else "no")
+            else:
+                assert item.answer == (left if "left" in item.question else right)
         elif item.kind.endswith("_colour"):
             assert item.facts[0].endswith(item.answer)
         else:
@@ -95,12 +104,20 @@ def test_accuracy_reward_on_written_records(tmp_path):
         assert (path.parent / row["images"][0]).is_file()
 
 
+def test_yes_no_kinds_are_drawn_half_and_half():
+    """What `chance` assumes for them: a blind "yes" is right half the time."""
+    for kind in ("same_colour", "point_on_segment"):
+        answers = [i.answer for i in generate(400, seed=9, kinds=[kind])]
+        assert 0.42 < answers.count("yes") / len(answers) < 0.58, kind
+
+
 def test_chance_accuracy():
     assert KINDS["count_shapes"].chance == pytest.approx(1 / 4)
     assert (
         KINDS["largest_colour"].chance == KINDS["leftmost_colour"].chance == pytest.approx(1 / len(COLOURS))
     )
-    assert KINDS["point_on_segment"].chance == pytest.approx(1 / 2)
+    assert KINDS["point_on_segment"].chance == KINDS["same_colour"].chance == pytest.approx(1 / 2)
+    assert KINDS["side_colour"].chance == pytest.approx(1 / len(COLOURS))
     assert KINDS["rect_area"].chance < 0.05 and KINDS["triangle_angle"].chance < 0.05
     assert chance_accuracy(["count_shapes", "point_on_segment"]) == pytest.approx(3 / 8)
     assert chance_accuracy(["count_shapes", "point_on_segment"], n=3) == pytest.approx((2 / 4 + 1 / 2) / 3)

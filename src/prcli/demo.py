@@ -1,164 +1,96 @@
-"""`pr demo`: the whole method on a laptop, through the same library calls as the real commands.
+"""`pr demo`: the paper's comparison in miniature, through the same library calls as the real commands.
 
-1. a synthetic geometry set: figures drawn with PIL (rectangles, right triangles, triangles with two
-   angles, circles, squares; labelled lengths and angles), questions with exact answers, and
-   templated correct chains of thought that state the visual facts;
-2. a tiny Qwen2.5-VL built locally; 3. `pr annotate` (rules extractor); 4. `pr train` (GRPO with the
-   lexical judge); 5. `pr eval` of the base and the trained model on a held-out split (the `local`
-   benchmark, math-verify); 6. `pr judge` on both models' eval responses; 7. `pr diagnose` (lexical,
-   the annotated test set as reference facts): each failure's type, and the share of failures that
-   are perception errors; 8. `pr mcnemar` between them, on accuracy and on "no perception error"
-   (the diagnose labels, `--outcome perception`); 9. plots.
+1. `prcli.tasks`: figures whose answer must be read from the image (two coloured shapes: what colour
+   is the left/right one, are they the same colour), with correct templated CoTs; held-out split
+   from another seed; 2. a tiny Qwen2.5-VL built locally; 3. `pr annotate` (rules extractor) turns
+   the CoTs into visual facts; 4. `pr sft` warm start on the CoTs; 5. two `pr train` GRPO arms from
+   that checkpoint with one budget and seed: accuracy-only RLVR (accuracy + format) and Perception-R1
+   (+ perception reward from the lexical judge + repetition penalty); 6. `pr eval` of SFT, RLVR and
+   Perception-R1 on the held-out split; 7. `pr diagnose` (lexical, the generator's facts as
+   reference): each response's perception errors; 8. `pr mcnemar` on accuracy and on "no perception
+   error" for each pair; 9. plots.
 
-The tiny model cannot learn geometry in a few dozen steps; what the demo shows is every stage
-working and the perception reward being learned (its annotations name the figure, which the policy
-can learn to mention).
+The tiny model starts blind: everything it perceives it learns here, on two CPU cores. The budget
+(steps, learning rates, sizes) is chosen so the default run takes about 8 minutes; `--quick` runs
+every stage on a handful of items (a smoke test, numbers meaningless).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from prcli.config import StageConfig
-from prcli.jsonl import InputError, write_jsonl_atomic
+from prcli.jsonl import InputError
 
-KINDS = ("rectangle", "right_triangle", "triangle_angles", "circle", "square")
-TRIPLES = ((3, 4, 5), (5, 12, 13), (6, 8, 10), (8, 15, 17), (9, 12, 15), (7, 24, 25))
+DEMO_KINDS = ("side_colour", "same_colour")
+MODELS = ("sft", "rlvr", "perception-r1")
+PAIRS = (("sft", "rlvr"), ("sft", "perception-r1"), ("rlvr", "perception-r1"))
+PIXELS = 112 * 112  # the figures' own size: one 4x4 grid of image tokens
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the demo spends: sizes and steps (the full run, or --quick). The learning rates are fixed:
+    SFT_LR with beta2 0.98 (the blind model must first learn to see), GRPO_LR for both arms."""
+
+    train_size: int
+    test_size: int
+    sft_steps: int
+    grpo_steps: int
+    prompts_per_step: int
+    num_generations: int
+
+
+FULL = Budget(
+    train_size=1000, test_size=200, sft_steps=600, grpo_steps=100, prompts_per_step=8, num_generations=8
+)
+QUICK = Budget(train_size=24, test_size=12, sft_steps=6, grpo_steps=2, prompts_per_step=4, num_generations=4)
+SFT_LR = 3e-3
+GRPO_LR = 1e-4
 
 
 class DemoConfig(StageConfig):
     out: Path = Field(Path("demo-out"), description="Folder for every artifact of the demo.")
-    n_train: int = Field(32, ge=4, description="Synthetic training problems.")
-    n_test: int = Field(16, ge=2, description="Held-out problems for the evaluation.")
-    steps: int = Field(60, ge=1, description="GRPO steps.")
-    seed: int = Field(0, description="Seed of the data, the tiny model and training.")
+    quick: bool = Field(False, description="A smoke run of every stage on a few items (about a minute).")
+    train_size: int | None = Field(None, ge=4, description="Training problems (default 1000; quick 24).")
+    test_size: int | None = Field(None, ge=2, description="Held-out problems (default 200; quick 12).")
+    kinds: list[str] = Field(
+        default_factory=lambda: list(DEMO_KINDS),
+        description="Figure kinds (prcli.tasks), comma-separated or repeated.",
+    )
+    sft_steps: int | None = Field(None, ge=1, description="SFT optimizer steps (default 600; quick 6).")
+    grpo_steps: int | None = Field(None, ge=1, description="GRPO steps of each arm (default 100; quick 2).")
+    seed: int = Field(0, description="Seed of the data (held-out: seed + 1), the tiny model and training.")
     verbose: bool = Field(False, description="Training shows TRL's raw logs and library warnings.")
 
+    @model_validator(mode="after")
+    def _kinds_known(self) -> DemoConfig:
+        from prcli.tasks import KINDS
 
-def _draw(kind: str, labels: dict[str, str], size: int = 128) -> Any:
-    from PIL import Image, ImageDraw
+        self.kinds = [k.strip() for value in self.kinds for k in value.split(",") if k.strip()]
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"unknown figure kind(s) {unknown}; known: {', '.join(KINDS)}")
+        return self
 
-    im = Image.new("RGB", (size, size), "white")
-    d = ImageDraw.Draw(im)
-    if kind in ("rectangle", "square"):
-        x0, y0, x1, y1 = 20, 30 if kind == "rectangle" else 24, 108, 90 if kind == "rectangle" else 104
-        d.rectangle([x0, y0, x1, y1], outline="black", width=2)
-        for (x, y), name in zip(
-            [(x0 - 12, y0 - 12), (x1 + 2, y0 - 12), (x1 + 2, y1), (x0 - 12, y1)], "ABCD", strict=True
-        ):
-            d.text((x, y), name, fill="black")
-        d.text(((x0 + x1) // 2 - 4, y0 - 14), labels["AB"], fill="blue")
-        d.text((x1 + 4, (y0 + y1) // 2), labels.get("BC", labels["AB"]), fill="blue")
-    elif kind in ("right_triangle", "triangle_angles"):
-        a, b, c = (20, 20), (20, 104), (108, 104)
-        d.polygon([a, b, c], outline="black", width=2)
-        for (x, y), name in zip(
-            [(a[0] - 12, a[1] - 6), (b[0] - 12, b[1]), (c[0] + 2, c[1])], "ABC", strict=True
-        ):
-            d.text((x, y), name, fill="black")
-        if kind == "right_triangle":
-            d.rectangle([20, 94, 30, 104], outline="black")
-            d.text((4, 58), labels["AB"], fill="blue")
-            d.text((58, 108), labels["BC"], fill="blue")
-        else:
-            d.text((26, 30), labels["A"], fill="red")
-            d.text((26, 86), labels["B"], fill="red")
-    else:  # circle
-        d.ellipse([14, 14, 114, 114], outline="black", width=2)
-        d.line([64, 64, 114, 64], fill="black", width=2)
-        d.text((56, 56), "O", fill="black")
-        d.text((116, 58), "A", fill="black")
-        d.text((84, 50), labels["OA"], fill="blue")
-    return im
-
-
-def _problem(kind: str, rng: random.Random) -> tuple[str, str, str, dict[str, str]]:
-    """(question, answer, chain of thought, labels drawn in the figure)."""
-    if kind == "rectangle":
-        w, h = rng.randint(2, 12), rng.randint(2, 12)
-        cot = (
-            f"The figure shows a rectangle. From the figure, AB = {w} and BC = {h}. "
-            f"The area is AB \\times BC = {w} \\times {h} = {w * h}."
+    @property
+    def budget(self) -> Budget:
+        base = QUICK if self.quick else FULL
+        return Budget(
+            train_size=self.train_size or base.train_size,
+            test_size=self.test_size or base.test_size,
+            sft_steps=self.sft_steps or base.sft_steps,
+            grpo_steps=self.grpo_steps or base.grpo_steps,
+            prompts_per_step=base.prompts_per_step,
+            num_generations=base.num_generations,
         )
-        return (
-            "<image>Rectangle ABCD has the side lengths shown. What is its area?",
-            str(w * h),
-            cot,
-            {"AB": str(w), "BC": str(h)},
-        )
-    if kind == "square":
-        s = rng.randint(2, 15)
-        cot = (
-            f"The figure shows a square. From the figure, AB = {s}. The perimeter is 4 \\times {s} = {4 * s}."
-        )
-        return (
-            "<image>Square ABCD has the side length shown. What is its perimeter?",
-            str(4 * s),
-            cot,
-            {"AB": str(s)},
-        )
-    if kind == "right_triangle":
-        a, b, c = rng.choice(TRIPLES)
-        cot = (
-            f"The figure shows a right triangle. From the figure, AB = {a} and BC = {b}. "
-            f"By the Pythagorean theorem, AC = \\sqrt{{{a}^2 + {b}^2}} = {c}."
-        )
-        return (
-            "<image>Triangle ABC has a right angle at B. How long is AC?",
-            str(c),
-            cot,
-            {"AB": str(a), "BC": str(b)},
-        )
-    if kind == "triangle_angles":
-        x, y = rng.randint(30, 80), rng.randint(30, 80)
-        cot = (
-            f"The figure shows a triangle. From the figure, angle A = {x}° and angle B = {y}°. "
-            f"The angles of a triangle add up to 180°, so angle C = 180 - {x} - {y} = {180 - x - y}."
-        )
-        labels = {"A": f"{x}°", "B": f"{y}°"}
-        return (
-            "<image>In triangle ABC, two angles are marked. What is angle C in degrees?",
-            str(180 - x - y),
-            cot,
-            labels,
-        )
-    r = rng.randint(2, 20)
-    cot = f"The figure shows a circle. From the figure, the radius OA = {r}. The diameter is 2 \\times {r} = {2 * r}."
-    return "<image>Circle O has the radius shown. What is its diameter?", str(2 * r), cot, {"OA": str(r)}
-
-
-def synthetic_geometry(folder: Path, n: int, seed: int, prefix: str) -> Path:
-    """`n` problems with drawn figures and correct CoTs, as Problem JSONL in `folder`."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        kind = KINDS[i % len(KINDS)]
-        question, answer, cot, labels = _problem(kind, rng)
-        image = folder / "images" / f"{prefix}{i:03d}.png"
-        image.parent.mkdir(parents=True, exist_ok=True)
-        _draw(kind, labels).save(image)
-        think = f"<think>\n{cot}\n</think>\n<answer>\n\\boxed{{{answer}}}\n</answer>"
-        rows.append(
-            {
-                "id": f"{prefix}{i:03d}",
-                "question": question,
-                "images": [f"images/{prefix}{i:03d}.png"],
-                "answer": answer,
-                "cot": think,
-                "category": kind,
-            }
-        )
-    path = folder / f"{prefix.rstrip('-')}.jsonl"
-    write_jsonl_atomic(path, rows)
-    return path
 
 
 @dataclass
@@ -168,6 +100,9 @@ class DemoSummary:
     files: dict[str, Path] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)  # one row per model: accuracy, errors, CIs
+    tests: list[dict[str, Any]] = field(default_factory=list)  # one row per pair and outcome: McNemar
+    verdict: str = ""  # the comparison the demo makes, in one line
 
 
 def breakdown_line(cell: dict[str, Any]) -> str:
@@ -180,19 +115,68 @@ def breakdown_line(cell: dict[str, Any]) -> str:
     )
 
 
+def model_row(name: str, items: Path, labels: Path) -> dict[str, Any]:
+    """Held-out accuracy and perception-error rate of one model, each with its 95% Wilson interval.
+
+    The error rate is over the responses `pr diagnose` could check (it states at least one reference
+    fact); the others are counted as `unchecked`, never silently dropped from the report."""
+    from prcli.stats import proportion_ci
+
+    rows = [json.loads(x) for x in items.read_text(encoding="utf-8").splitlines()]
+    marks = [json.loads(x)["perception_error"] for x in labels.read_text(encoding="utf-8").splitlines()]
+    correct = sum(bool(r["correct"]) for r in rows)
+    checked = [m for m in marks if m is not None]
+    errors = sum(bool(m) for m in checked)
+    return {
+        "model": name,
+        "n": len(rows),
+        "correct": correct,
+        "accuracy": correct / len(rows),
+        "accuracy_ci": proportion_ci(correct, len(rows)),
+        "checked": len(checked),
+        "unchecked": len(marks) - len(checked),
+        "perception_errors": errors,
+        "perception_error_rate": errors / len(checked) if checked else None,
+        "perception_error_ci": proportion_ci(errors, len(checked)) if checked else None,
+    }
+
+
+def verdict_line(rows: dict[str, dict[str, Any]], tests: list[dict[str, Any]]) -> str:
+    """What the run says about perception: Perception-R1 against accuracy-only RLVR, in one line."""
+    rlvr, pr1 = rows["rlvr"], rows["perception-r1"]
+    test = next(
+        (t for t in tests if (t["a"], t["b"], t["outcome"]) == ("rlvr", "perception-r1", "perception")), None
+    )
+    if rlvr["perception_error_rate"] is None or pr1["perception_error_rate"] is None or test is None:
+        return "perception errors: not comparable (a model's responses state none of the reference facts)"
+    a, b = rlvr["perception_error_rate"], pr1["perception_error_rate"]
+    word = "fewer" if b < a else "more" if b > a else "as many"
+    sig = "significant" if test["p_value"] < 0.05 else "not significant"
+    return (
+        f"Perception-R1 makes {word} perception errors than accuracy-only RLVR: {b:.1%} vs {a:.1%} of "
+        f"checked responses (McNemar p = {test['p_value']:.3g}, {sig} at 0.05, this seed)"
+    )
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> DemoSummary:
     from prcli.annotate.run import AnnotateConfig, run_annotate
+    from prcli.diagnose.run import DiagnoseConfig, run_diagnose
     from prcli.eval.run import EvalConfig, run_eval
-    from prcli.judge.run import JudgeRunConfig, run_judge
     from prcli.mcnemar import McNemarConfig, run_mcnemar
-    from prcli.plots import plot_eval, plot_perception, plot_training
+    from prcli.plots import plot_arms, plot_models
+    from prcli.sft import SFTStageConfig, sft
+    from prcli.tasks import chance_accuracy, write_tasks
     from prcli.tiny import build_tiny_model
     from prcli.train import TrainConfig, train
 
+    budget = cfg.budget
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     summary = DemoSummary(out)
     data = out / "data"
+    files = summary.files
+    chance = chance_accuracy(cfg.kinds, budget.test_size)
+    summary.numbers["chance_accuracy"] = chance
 
     def stage(name: str, fn: Callable[[], str]) -> None:
         say(f"[bold]{name}[/] ...")
@@ -202,168 +186,182 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         say(f"  {what}")
 
     def make_data() -> str:
-        summary.files["train problems"] = synthetic_geometry(data, cfg.n_train, cfg.seed, "train-")
-        summary.files["test problems"] = synthetic_geometry(data, cfg.n_test, cfg.seed + 1, "test-")
-        return f"{cfg.n_train} training and {cfg.n_test} held-out problems with drawn figures in {data}"
+        files["train problems"] = write_tasks(data, budget.train_size, cfg.seed, cfg.kinds, prefix="train-")
+        files["test problems"] = write_tasks(data, budget.test_size, cfg.seed + 1, cfg.kinds, prefix="test-")
+        return (
+            f"{budget.train_size} training and {budget.test_size} held-out figures ({', '.join(cfg.kinds)}); "
+            f"best accuracy without looking: {chance:.1%}"
+        )
 
     def make_model() -> str:
-        summary.files["tiny model"] = build_tiny_model(out / "tiny-model", seed=cfg.seed)
-        return f"tiny Qwen2.5-VL in {summary.files['tiny model']}"
+        files["tiny model"] = build_tiny_model(out / "tiny-model", seed=cfg.seed)
+        return f"tiny Qwen2.5-VL (random weights: it sees nothing yet) in {files['tiny model']}"
 
     def annotate() -> str:
-        kept = []
-        for split in ("train", "test"):
-            result = run_annotate(
-                AnnotateConfig(
-                    problems=summary.files[f"{split} problems"],
-                    out=out / "annotate" / f"{split}.jsonl",
-                    overwrite=True,
-                )
+        result = run_annotate(
+            AnnotateConfig(
+                problems=files["train problems"], out=out / "annotate" / "train.jsonl", overwrite=True
             )
-            summary.files[f"annotated {split}"] = result.out
-            kept.append(
-                f"{split}: {result.kept}/{result.problems} kept, {result.mean_annotations:.1f} annotations each"
-            )
-        return "; ".join(kept)
+        )
+        files["annotated train"] = result.out
+        return (
+            f"{result.kept}/{result.problems} CoTs kept, {result.mean_annotations:.1f} visual facts each "
+            "(rules extractor)"
+        )
 
-    def run_train() -> str:
-        # at most the kept records: a step needs that many prompts (pr demo --n-train 4 still trains)
-        kept = len(Path(summary.files["annotated train"]).read_text(encoding="utf-8").splitlines())
-        result = train(
-            TrainConfig(
-                model=str(summary.files["tiny model"]),
-                data=summary.files["annotated train"],
-                output_dir=out / "train",
-                prompts_per_step=max(1, min(8, kept)),
-                num_generations=8,
-                per_device_batch_size=64,
-                max_completion_length=24,
-                max_steps=cfg.steps,
-                learning_rate=5e-3,
-                warmup_ratio=0.0,
-                min_pixels=3136,
-                max_pixels=12544,
-                save_steps=max(cfg.steps, 1),
-                sample_every=max(1, cfg.steps // 4),
+    def warm_start() -> str:
+        result = sft(
+            SFTStageConfig(
+                model=str(files["tiny model"]),
+                data=files["train problems"],
+                output_dir=out / "sft",
+                prompt_template="plain",
+                max_steps=budget.sft_steps,
+                learning_rate=SFT_LR,
+                adam_beta2=0.98,
+                warmup_ratio=0.05,
+                batch_size=16,
+                per_device_batch_size=16,
+                min_pixels=PIXELS,
+                max_pixels=PIXELS,
+                save_steps=budget.sft_steps,
                 seed=cfg.seed,
                 device="cpu",
                 verbose=cfg.verbose,
             )
         )
-        rows = [json.loads(x) for x in result.metrics_path.read_text().splitlines()]
-        perception = [r.get("rewards/perception/mean") or 0.0 for r in rows]
-        k = max(1, len(perception) // 4)
-        first, last = sum(perception[:k]) / k, sum(perception[-k:]) / k
-        summary.numbers.update(perception_first=first, perception_last=last)
-        summary.files["metrics"] = result.metrics_path
-        summary.files["trained model"] = result.output_dir
-        return f"{result.global_step} GRPO steps; mean perception reward {first:.2f} (first quarter) -> {last:.2f} (last quarter)"
+        files["sft model"] = result.output_dir
+        files["sft metrics"] = result.metrics_path
+        losses = [json.loads(x)["loss"] for x in result.metrics_path.read_text().splitlines()]
+        return f"{result.global_step} steps on {result.train_examples} CoTs; loss {losses[0]:.2f} -> {losses[-1]:.3f}"
+
+    def grpo(arm: str) -> Callable[[], str]:
+        weights = {"w_perception": 0.0, "w_repetition": 0.0} if arm == "rlvr" else {}
+
+        def run() -> str:
+            result = train(
+                TrainConfig(
+                    model=str(files["sft model"]),
+                    data=files["annotated train"],
+                    output_dir=out / "train" / arm,
+                    prompt_template="plain",
+                    prompts_per_step=budget.prompts_per_step,
+                    num_generations=budget.num_generations,
+                    per_device_batch_size=budget.prompts_per_step * budget.num_generations,
+                    max_completion_length=48,
+                    max_steps=budget.grpo_steps,
+                    learning_rate=GRPO_LR,
+                    warmup_ratio=0.1,
+                    freeze_vision=True,  # 800 images per arm move the vision tower by noise, not signal
+                    min_pixels=PIXELS,
+                    max_pixels=PIXELS,
+                    save_steps=budget.grpo_steps,
+                    sample_every=max(1, budget.grpo_steps // 4),
+                    seed=cfg.seed,
+                    device="cpu",
+                    verbose=cfg.verbose,
+                    **weights,
+                )
+            )
+            files[f"metrics {arm}"] = result.metrics_path
+            files[f"{arm} model"] = result.output_dir
+            rows = [json.loads(x) for x in result.metrics_path.read_text().splitlines()]
+            k = max(1, len(rows) // 4)
+
+            def mean(key: str, part: list[dict[str, Any]]) -> float:
+                return sum(r.get(key) or 0.0 for r in part) / len(part)
+
+            acc, per = "rewards/accuracy/mean", "rewards/perception/mean"
+            return (
+                f"{result.global_step} steps; accuracy reward {mean(acc, rows[:k]):.2f} -> {mean(acc, rows[-k:]):.2f}, "
+                f"perception reward {mean(per, rows[:k]):.2f} -> {mean(per, rows[-k:]):.2f} "
+                "(first and last quarter)"
+            )
+
+        return run
 
     def evaluate() -> str:
-        accs = []
-        for name, model in (
-            ("base", summary.files["tiny model"]),
-            ("trained", summary.files["trained model"]),
-        ):
+        said = []
+        for name in MODELS:
             result = run_eval(
                 EvalConfig(
                     bench="local",
-                    data=summary.files["test problems"],
-                    model=str(model),
+                    data=files["test problems"],
+                    model=str(files[f"{name} model"]),
                     out=out / "eval" / name,
-                    prompt_style="r1",
-                    max_new_tokens=24,
-                    batch_size=8,
+                    prompt_style="official",  # the question alone: the `plain` template trained on
+                    max_new_tokens=64,
+                    batch_size=50,
                     device="cpu",
-                    min_pixels=3136,
-                    max_pixels=12544,
+                    min_pixels=PIXELS,
+                    max_pixels=PIXELS,
                     overwrite=True,
                 )
             )
-            summary.files[f"eval {name}"] = result.out / "items.jsonl"
-            summary.numbers[f"accuracy_{name}"] = result.summary["accuracy"]
-            accs.append(f"{name} {result.summary['accuracy']:.1f}%")
-        return "accuracy on the held-out split (math-verify): " + ", ".join(accs)
-
-    def judge() -> str:
-        means = []
-        for name in ("base", "trained"):
-            result = run_judge(
-                JudgeRunConfig(
-                    responses=summary.files[f"eval {name}"],
-                    annotations=summary.files["annotated test"],
-                    out=out / "judge" / f"{name}.jsonl",
-                    backend="lexical",
-                    overwrite=True,
-                )
-            )
-            summary.files[f"judgements {name}"] = result.out
-            summary.numbers[f"perception_{name}"] = result.mean_score
-            means.append(f"{name} {result.mean_score or 0:.2f}")
-        return "mean perception score of the eval responses (lexical judge): " + ", ".join(means)
+            files[f"eval {name}"] = result.out / "items.jsonl"
+            said.append(f"{name} {result.summary['accuracy']:.1f}%")
+        return f"held-out accuracy: {', '.join(said)} (chance {chance:.1%})"
 
     def diagnose() -> str:
-        # the real error analysis (pr diagnose), not a threshold on the judge's score
-        from prcli.diagnose.run import DiagnoseConfig, run_diagnose
-
         parts = []
-        for name in ("base", "trained"):
+        for name in MODELS:
             result = run_diagnose(
                 DiagnoseConfig(
-                    items=summary.files[f"eval {name}"],
-                    annotations=summary.files["annotated test"],
+                    items=files[f"eval {name}"],
+                    annotations=files["test problems"],  # the generator's facts: the figure's truth
                     out=out / "diagnose" / f"{name}.labels.jsonl",
                     judge="lexical",
                     overwrite=True,
                 )
             )
-            summary.files[f"perception labels {name}"] = result.out
-            overall = result.summary["overall"]
-            summary.numbers[f"breakdown_{name}"] = overall
-            parts.append(f"{name} {breakdown_line(overall)}")
-        return "failures by type (lexical, reference facts from the annotated test set): " + "; ".join(parts)
+            files[f"perception labels {name}"] = result.out
+            summary.numbers[f"breakdown_{name}"] = result.summary["overall"]
+            row = model_row(name, files[f"eval {name}"], result.out)
+            summary.models.append(row)
+            rate = row["perception_error_rate"]
+            parts.append(f"{name} {'n/a' if rate is None else f'{rate:.1%}'}")
+        return "responses with a perception error: " + ", ".join(parts)
 
     def compare() -> str:
-        acc = run_mcnemar(McNemarConfig(a=summary.files["eval base"], b=summary.files["eval trained"]))
-        result: dict[str, Any] = {"accuracy": acc.as_dict()}
-        summary.numbers["p_accuracy"] = acc.overall.p_value
-        said = f"accuracy: b={acc.overall.b} c={acc.overall.c} p={acc.overall.p_value:.3g}; "
-        try:
-            per = run_mcnemar(
-                McNemarConfig(
-                    a=summary.files["perception labels base"],
-                    b=summary.files["perception labels trained"],
-                    outcome="perception",
+        result: dict[str, Any] = {}
+        for a, b in PAIRS:
+            for outcome in ("accuracy", "perception"):
+                try:
+                    test = run_mcnemar(
+                        McNemarConfig(
+                            a=files[f"perception labels {a}" if outcome == "perception" else f"eval {a}"],
+                            b=files[f"perception labels {b}" if outcome == "perception" else f"eval {b}"],
+                            outcome="perception" if outcome == "perception" else "field",
+                        )
+                    )
+                except InputError:  # no item checkable in both: nothing to pair
+                    result[f"{a} vs {b}: {outcome}"] = None
+                    continue
+                o = test.overall
+                result[f"{a} vs {b}: {outcome}"] = test.as_dict()
+                summary.tests.append(
+                    {"a": a, "b": b, "outcome": outcome, "n": o.n, "b_": o.b, "c": o.c, "p_value": o.p_value}
                 )
-            )
-        except InputError:  # no item had a perception verdict in both models: nothing to pair
-            result["perception"] = None
-            summary.numbers["p_perception"] = None
-            said += "no perception error: no item checkable in both models, not tested"
-        else:
-            result["perception"] = per.as_dict()
-            summary.numbers["p_perception"] = per.overall.p_value
-            said += (
-                f"no perception error: b={per.overall.b} c={per.overall.c} p={per.overall.p_value:.3g} "
-                f"(exact; {per.overall.n} items checkable in both)"
-            )
         (out / "mcnemar.json").write_text(json.dumps(result, indent=2) + "\n")
-        summary.files["mcnemar"] = out / "mcnemar.json"
-        return said
+        files["mcnemar"] = out / "mcnemar.json"
+        rows = {r["model"]: r for r in summary.models}
+        summary.verdict = verdict_line(rows, summary.tests)
+        sft_pr1 = next(
+            t for t in summary.tests if (t["a"], t["b"], t["outcome"]) == ("sft", "perception-r1", "accuracy")
+        )
+        return f"{len(summary.tests)} paired tests; Perception-R1 vs SFT on accuracy p = {sft_pr1['p_value']:.3g}"
 
     def plots() -> str:
         plots_dir = out / "plots"
         summary.plots = [
-            plot_training(summary.files["metrics"], plots_dir / "training_curves.png"),
-            plot_eval(
-                [summary.files["eval base"], summary.files["eval trained"]],
-                plots_dir / "eval_comparison.png",
-                "category",
+            plot_arms(
+                {
+                    "RLVR (accuracy only)": files["metrics rlvr"],
+                    "Perception-R1": files["metrics perception-r1"],
+                },
+                plots_dir / "training_arms.png",
             ),
-            plot_perception(
-                [summary.files["judgements base"], summary.files["judgements trained"]],
-                plots_dir / "perception_scores.png",
-            ),
+            plot_models(summary.models, plots_dir / "heldout_models.png", chance=chance),
         ]
         return f"{len(summary.plots)} plots in {plots_dir}"
 
@@ -371,12 +369,17 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         ("data", make_data),
         ("tiny model", make_model),
         ("annotate", annotate),
-        ("train", run_train),
+        ("sft", warm_start),
+        ("grpo rlvr", grpo("rlvr")),
+        ("grpo perception-r1", grpo("perception-r1")),
         ("eval", evaluate),
-        ("judge", judge),
         ("diagnose", diagnose),
         ("mcnemar", compare),
         ("plots", plots),
     ]:
         stage(name, fn)
+    summary.numbers.update({f"accuracy_{r['model']}": r["accuracy"] for r in summary.models})
+    summary.numbers.update(
+        {f"perception_error_rate_{r['model']}": r["perception_error_rate"] for r in summary.models}
+    )
     return summary

@@ -3,7 +3,9 @@
 - `plot_training(metrics.jsonl)`: each reward component, the total reward, KL (when on), judge
   failures and completion length over the steps;
 - `plot_eval([items.jsonl, ...])`: accuracy overall and per category, models side by side;
-- `plot_perception([judgements.jsonl, ...])`: the distribution of perception scores per model.
+- `plot_perception([judgements.jsonl, ...])`: the distribution of perception scores per model;
+- `plot_arms({name: metrics.jsonl})`: two GRPO runs' reward curves on one figure (the demo's arms);
+- `plot_models(rows)`: held-out accuracy and perception-error rate per model, with 95% intervals.
 `plot_files` recognises each kind of file by its content.
 """
 
@@ -95,6 +97,96 @@ def plot_training(metrics: Path, out: Path) -> Path:
         if len(series) > 1:
             ax.legend(fontsize=8, loc="best")
     axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing mean over `window` steps: one step's reward is a mean over a few rollouts, noisy."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_arms(runs: dict[str, Path], out: Path) -> Path:
+    """Accuracy and perception reward of several GRPO runs over the steps, one colour per run.
+
+    Both rewards are drawn for every run, including one that does not optimise the perception reward
+    (it is still measured): the comparison is the point. Thin lines are the per-step means, thick ones
+    their trailing mean over a tenth of the run."""
+    plt = _plt()
+    panels = [
+        ("accuracy", "accuracy reward (share of rollouts answering right)"),
+        ("perception", "perception reward (share of the reference facts stated right)"),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 5.6), sharex=True)
+    for k, (name, path) in enumerate(runs.items()):
+        rows = [r for r in _rows(path) if "step" in r]
+        if not rows:
+            raise StageError(f"{path}: no training steps to plot")
+        colour = f"C{k}"
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            pts = [
+                (r["step"], r[f"rewards/{key}/mean"])
+                for r in rows
+                if r.get(f"rewards/{key}/mean") is not None
+            ]
+            if not pts:
+                continue
+            steps, values = zip(*pts, strict=True)
+            ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
+            ax.plot(
+                steps, _smooth(list(values), max(1, len(values) // 10)), color=colour, linewidth=2, label=name
+            )
+    for ax, (_, title) in zip(axes, panels, strict=True):
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[-1].set_xlabel("GRPO step")
+    fig.suptitle("GRPO from the same SFT checkpoint: training rewards", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_models(rows: Sequence[dict[str, Any]], out: Path, chance: float | None = None) -> Path:
+    """Held-out accuracy and perception-error rate per model, bars with 95% Wilson intervals.
+
+    `rows`: dicts with model, accuracy, accuracy_ci, perception_error_rate, perception_error_ci,
+    n, checked (`prcli.demo.model_row`). `chance`: the accuracy of the best blind guess, drawn as a line."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    names = [r["model"] for r in rows]
+    panels = [
+        ("accuracy", "accuracy_ci", "held-out accuracy", "n"),
+        ("perception_error_rate", "perception_error_ci", "responses with a perception error", "checked"),
+    ]
+    for ax, (key, ci_key, title, count) in zip(axes, panels, strict=True):
+        values = [100 * (r[key] or 0.0) for r in rows]
+        low = [v - 100 * r[ci_key][0] if r[ci_key] else 0.0 for v, r in zip(values, rows, strict=True)]
+        high = [100 * r[ci_key][1] - v if r[ci_key] else 0.0 for v, r in zip(values, rows, strict=True)]
+        bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(rows))], yerr=[low, high], capsize=5)
+        ax.bar_label(
+            bars,
+            labels=[
+                f"{v:.1f}%\n(n={r[count]})" if r[key] is not None else "n/a"
+                for v, r in zip(values, rows, strict=True)
+            ],
+            fontsize=8,
+            label_type="center",
+            color="white",
+        )
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("% (95% Wilson interval)")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    if chance is not None:
+        axes[0].axhline(
+            100 * chance, color="black", linestyle="--", linewidth=1, label=f"blind guess {chance:.0%}"
+        )
+        axes[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return _save(fig, out)
 

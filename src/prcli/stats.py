@@ -44,6 +44,14 @@ class McNemarResult:
         return asdict(self)
 
 
+def proportion_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of k successes in n (keeps inside [0, 1] and covers well at small n)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return float(low), float(high)
+
+
 def p_values(b: int, c: int) -> dict[str, float]:
     """Two-sided p-values of every method for discordant counts b and c."""
     from scipy.stats import binom

@@ -68,10 +68,16 @@ Choices: (A) 12 (B) 24 (C) 36 (D) 48. Answer: B. The answer is 42. parallel perp
 length width height area perimeter radius diameter angle degrees triangle square circle rectangle
 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 25 30 45 60 90 100 180 360 + - * / = ( ) [ ] { } , . : ; ? !
 You are a helpful assistant. user assistant system Picture Video image red blue green yellow shape
+From the figure, the left shape is red; the right shape is blue. The colours are different, so the answer is no.
+From the figure, the left shape is orange; the right shape is purple. The colours are the same, so the answer is yes.
+Are the two shapes in the figure the same colour? What colour is the left shape in the figure? right
+How many green circles are in the figure? Counting the purple squares and ignoring the other triangles
+What colour is the largest shape? leftmost Comparing the sizes, Going from left to right, the first one
+Does point P lie on segment CD? Segments AB and CD are drawn. neither
 """
 
 
-def _train_tokenizer(vocab_size: int = 512):
+def _train_tokenizer(vocab_size: int = 1024):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 

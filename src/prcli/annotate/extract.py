@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+from prcli.judge.lexical import COLOURS
+
 # ----------------------------------------------------------------------------- LLM answers
 
 _TAG = re.compile(r"<info(\d+)>(.*?)</info\1>", re.DOTALL)
@@ -98,6 +100,7 @@ _HYPOTHETICAL = re.compile(r"\b(if|suppose|assum\w*|would|could|should|must|migh
 _FIGURE_PART = re.compile(
     r"\b(sides?|edges?|lengths?|widths?|heights?|bases?|legs?|hypotenuse|radius|radii|diameter|altitude|"
     r"segments?|lines?|arcs?|chords?|angles?|bars?|columns?|slices?|sectors?|points?|vertex|vertices|"
+    r"shapes?|circles?|squares?|triangles?|objects?|"
     r"coordinates?|values?|readings?|labels?|depth|distance|measure)\b|\\angle|∠|(?-i:\b[A-Z]{2,3}\b)",
     re.IGNORECASE,
 )
@@ -114,7 +117,7 @@ _DERIVED = re.compile(
 # "the radius is 5 cm", "Side AB has length 7", "The bar for 2019 reaches 35", "The cylinder has a
 # height of 10", "the angle at B measures 40^\circ". VALUE is a number, a percentage, or a label's
 # letter or simple expression ("x", "2x + 1"); the subject is a few words at most.
-_VALUE = r"-?\d+(?:\.\d+)?|\d*[a-z](?:\s*[-+]\s*\d+(?:\.\d+)?)?"
+_VALUE = rf"-?\d+(?:\.\d+)?|(?:{'|'.join(sorted(COLOURS))})\b|\d*[a-z](?:\s*[-+]\s*\d+(?:\.\d+)?)?"
 _UNIT = (
     r"\^\s*\{?\s*\\circ\s*\}?|°|%|percent|degrees?|(?:square |cubic )?(?:cm|mm|km|m|in|inch(?:es)?|ft|feet|foot|"
     r"yards?|meters?|metres?|centimeters?|units?)(?:\s*\^\s*\{?[23]\}?|²|³)?"

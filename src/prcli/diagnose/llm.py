@@ -11,8 +11,8 @@ import re
 from typing import Any
 
 from prcli.cache import ResultCache, cache_key
-from prcli.diagnose.lexical import VERDICTS, Verdict
 from prcli.judge.prompt import format_annotations
+from prcli.judge.statements import VERDICTS, Verdict
 from prcli.llm import Constraint, Endpoint, LLMClient
 
 PROMPT_VERSION = "pr-diagnose-v1"

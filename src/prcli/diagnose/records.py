@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, StrictStr
 
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, StageConfig
-from prcli.diagnose.lexical import Verdict
 from prcli.judge.core import judge_endpoint as judge_connection
+from prcli.judge.statements import Verdict
 from prcli.llm import Endpoint
 from prcli.records import Annotations, Id, Record
 

@@ -12,7 +12,6 @@ from prcli.cache import ResultCache
 from prcli.concurrency import ordered_window, run_sync
 from prcli.config import save_config
 from prcli.diagnose.agreement import agreement, load_human
-from prcli.diagnose.lexical import Verdict, lexical_fact_verdicts
 from prcli.diagnose.llm import PROMPT_VERSION, LLMVerdicts
 from prcli.diagnose.records import DiagnoseConfig, DiagnoseItem, label
 from prcli.diagnose.sheet import write_sheet
@@ -28,6 +27,7 @@ from prcli.jsonl import (
 )
 from prcli.judge.core import DEFAULT_JUDGE_MODEL
 from prcli.judge.run import annotation_join, load_annotations
+from prcli.judge.statements import Verdict, lexical_fact_verdicts
 from prcli.runs import settings_hash, sibling
 
 # the settings that shape a label: a change relabels

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prcli.diagnose.lexical import _STATEMENT, _relations, _subject, stated_values
 from prcli.judge.lexical import normalise
+from prcli.judge.statements import _STATEMENT, _relations, _subject, stated_values
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:

@@ -20,10 +20,10 @@ from typing import Any
 from pydantic import Field, StrictStr
 
 from prcli.cache import ResultCache, cache_key
-from prcli.diagnose.lexical import Verdict
 from prcli.diagnose.records import DiagnoseItem, label
 from prcli.images import file_digest, image_message
 from prcli.jsonl import check_jsonl
+from prcli.judge.statements import Verdict
 from prcli.llm import Constraint, Endpoint, LLMClient
 from prcli.records import Id, ImagePath, Record
 

@@ -11,8 +11,8 @@ from prcli.judge.core import (
     OpenAIJudge,
     build_judge,
 )
-from prcli.judge.lexical import lexical_verdicts
 from prcli.judge.prompt import PROMPT_VERSION, build_messages, format_annotations, parse_verdicts
+from prcli.judge.statements import lexical_verdicts
 
 __all__ = [
     "PROMPT_VERSION",

@@ -21,7 +21,6 @@ from prcli.cache import ResultCache, cache_key
 from prcli.concurrency import run_sync
 from prcli.config import StageConfig
 from prcli.errors import StageError
-from prcli.judge.lexical import lexical_verdicts
 from prcli.judge.prompt import (
     BUILTIN_PROMPT,
     PROMPT_VERSION,
@@ -32,6 +31,7 @@ from prcli.judge.prompt import (
     verdict_json_schema,
     verdict_regex,
 )
+from prcli.judge.statements import lexical_verdicts
 from prcli.llm import Constraint, Endpoint, LLMClient
 from prcli.records import Judgement
 

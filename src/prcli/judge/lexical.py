@@ -1,15 +1,16 @@
 """The `lexical` judge: a deterministic, model-free baseline.
 
-An annotation counts as reflected when every one of its key terms appears in the response:
+This module is the presence half: an annotation's key terms all appear in the response -
 numbers (units and degree signs ignored), algebraic expressions such as `3f-6`, names of points,
-segments, angles and figures (`JK`, `QRST`, `angle B`), and relation words (parallel,
-perpendicular, bisects, midpoint, ...). An annotation without key terms falls back to its content
-words (at least half must appear). Both texts are normalised first: LaTeX markup is reduced to
-plain text (`\\angle` -> `angle`, `\\frac{a}{b}` -> `a/b`, `^\\circ` dropped).
+segments, angles and figures (`JK`, `QRST`, `angle B`), relation words (parallel, perpendicular,
+bisects, midpoint, ...) and colour words. An annotation without numbers, names or relations falls
+back to its content words (at least half must appear), plus its colours. Both texts are normalised
+first: LaTeX markup is reduced to plain text (`\\angle` -> `angle`, `\\frac{a}{b}` -> `a/b`,
+`^\\circ` dropped). `prcli.judge.statements` adds the other half: an annotation is reflected only
+when present and not contradicted (the response gives its quantity or attribute another value).
 
-This is a cheap, reproducible stand-in for the LLM judge (CPU demos, tests, smoke runs). It checks
-surface presence only and is NOT the paper's judge: it cannot tell a value attached to the wrong
-angle, and paraphrases with other words are missed.
+This is a cheap, reproducible stand-in for the LLM judge (CPU demos, tests, smoke runs), NOT the
+paper's judge: paraphrases with other words are missed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,26 @@ RELATIONS = {
     "altitude": "altitude",
     "hypotenuse": "hypotenuse",
 }
+
+COLOURS = frozenset(
+    [
+        "red",
+        "blue",
+        "green",
+        "orange",
+        "purple",
+        "yellow",
+        "black",
+        "white",
+        "gray",
+        "grey",
+        "pink",
+        "brown",
+        "cyan",
+        "magenta",
+        "violet",
+    ]
+)
 
 STOPWORDS = set(
     [
@@ -186,9 +207,11 @@ class KeyTerms:
     names: frozenset[str]
     relations: frozenset[str]
     words: frozenset[str]
+    colours: frozenset[str]
 
     @property
     def empty(self) -> bool:
+        """No numbers, expressions, names or relations: the content words decide (with the colours)."""
         return not (self.numbers or self.expressions or self.names or self.relations)
 
 
@@ -204,13 +227,14 @@ def key_terms(annotation: str) -> KeyTerms:
     names = set(_NAME.findall(text)) | {f"{k.lower()} {v}" for k, v in _SINGLE_NAME.findall(text)}
     words = re.findall(r"[a-z]+", lowered)
     relations = {RELATIONS[w] for w in words if w in RELATIONS}
-    content = {w for w in words if len(w) >= 4 and w not in STOPWORDS}
+    content = {w for w in words if len(w) >= 4 and w not in STOPWORDS and w not in COLOURS}
     return KeyTerms(
         numbers=frozenset(canonical_number(n) for n in _NUMBER.findall(text)),
         expressions=frozenset(expressions),
         names=frozenset(names),
         relations=frozenset(relations),
         words=frozenset(content),
+        colours=frozenset(w for w in words if w in COLOURS),
     )
 
 
@@ -245,9 +269,11 @@ class ResponseIndex:
 
 def reflected(annotation: str, response: ResponseIndex) -> bool:
     terms = key_terms(annotation)
+    if not terms.colours <= response.lowered_words:
+        return False
     if terms.empty:
         if not terms.words:
-            return False
+            return bool(terms.colours)
         hits = sum(1 for w in terms.words if w in response.lowered_words)
         return hits * 2 >= len(terms.words)
     return (
@@ -256,8 +282,3 @@ def reflected(annotation: str, response: ResponseIndex) -> bool:
         and all(response.has_name(n) for n in terms.names)
         and terms.relations <= response.lowered_words
     )
-
-
-def lexical_verdicts(annotations: list[str], response: str) -> list[int]:
-    index = ResponseIndex.of(response)
-    return [1 if reflected(a, index) else 0 for a in annotations]

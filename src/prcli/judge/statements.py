@@ -1,9 +1,12 @@
-"""The lexical three-way verdict: offline, deterministic, for what a regular expression can read.
+"""What a response states, read by regular expressions: the lexical judge's verdicts.
 
 A fact is `contradicted` when the response states one of the fact's quantities (a segment, angle or
-arc named by its points, `AB = 6`, `angle B is 40`) only with other values, or puts the fact's two
-named lines in the opposite relation (parallel vs perpendicular); `consistent` when its key terms
-appear in the response (`prcli.judge.lexical`); `absent` otherwise. A value that starts a
+arc named by its points, `AB = 6`, `angle B is 40`; the colour of a shape named by its place, `the
+left shape is red`; a count, `there are 3 red circles`) only with other values, or puts the fact's
+two named lines in the opposite relation (parallel vs perpendicular); `consistent` when its key
+terms appear in the response (`prcli.judge.lexical`) and it is not contradicted; `absent` otherwise.
+The lexical judge (`pr judge --backend lexical`, the demo's perception reward) counts a fact as
+reflected when it is `consistent`: naming the right words with the wrong value earns nothing. A value that starts a
 computation (`AB = 2 * 3`), an unknown (`AB = 2x`) or a further equation (`AB = 6 = ...`) is not a
 statement of the quantity; nor is a value after a quantity that ends an expression
 (`angle MAN = 180 - angle BAD = 60` states 60 for the expression, not for BAD) or that names the
@@ -17,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from prcli.judge.lexical import RELATIONS, ResponseIndex, canonical_number, normalise, reflected
+from prcli.judge.lexical import COLOURS, RELATIONS, ResponseIndex, canonical_number, normalise, reflected
 
 Verdict = Literal["consistent", "contradicted", "absent"]
 VERDICTS: tuple[Verdict, ...] = ("consistent", "contradicted", "absent")
@@ -44,6 +47,24 @@ _DISTANCE_TARGET = re.compile(
 # Rule "chain of quantities": `angle A = angle C = 45` states 45 for C and, through the chain of bare
 # quantities before it, for A; `Q = expr = V` does not reach Q, since the expression is no bare quantity.
 _CHAIN_HEAD = re.compile(r"(?:\b(?P<kind>angle|arc)\s+)?\b(?P<name>[A-Z]{1,3})\s*=\s*$")
+# A colour given to a shape named by its place (`the left shape is red`, `the largest circle is
+# blue`): the subject is the place, whatever the shape is called.
+_PLACES = "left|right|top|bottom|upper|lower|middle|largest|smallest|biggest|leftmost|rightmost|first|last"
+_COLOUR_STATEMENT = re.compile(
+    rf"\bthe\s+(?P<place>{_PLACES})\s+(?:shape|circle|square|triangle|one|object)\s+"
+    rf"(?:is|was|looks|appears)\s+(?:(?:coloured|colored)\s+)?(?P<value>{'|'.join(sorted(COLOURS))})\b",
+    re.IGNORECASE,
+)
+# A count (`there are 3 red circles`, `there is 1 blue square`): the subject is what is counted.
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+}
+_COUNT_STATEMENT = re.compile(
+    rf"\bthere\s+(?:is|are)\s+(?P<n>\d+|{'|'.join(_NUMBER_WORDS)})\s+"
+    rf"(?P<what>(?:(?:{'|'.join(sorted(COLOURS))})\s+)?(?:shape|circle|square|triangle)s?)\b",
+    re.IGNORECASE,
+)
 _LINE = re.compile(r"\b[A-Z]{2}\b")
 _OPPOSITE = {"parallel": "perpendicular", "perpendicular": "parallel"}
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -87,6 +108,28 @@ def stated_values(text: str) -> dict[str, set[str]]:
     return out
 
 
+def stated_attributes(text: str) -> dict[str, set[str]]:
+    """{subject: values} of the colour and count statements (rules above)."""
+    out: dict[str, set[str]] = {}
+    for m in _COLOUR_STATEMENT.finditer(text):
+        out.setdefault(f"colour of the {m.group('place').lower()} shape", set()).add(m.group("value").lower())
+    for m in _COUNT_STATEMENT.finditer(text):
+        n = m.group("n").lower()
+        counted = m.group("what").lower().removesuffix("s")
+        out.setdefault(f"number of {counted}s", set()).add(
+            _NUMBER_WORDS.get(n, canonical_number(n) if n.isdigit() else n)
+        )
+    return out
+
+
+def _stated(text: str) -> dict[str, set[str]]:
+    """Every quantity and attribute the text states, with its values."""
+    out = stated_values(_plain_lines(text))
+    for subject, values in stated_attributes(normalise(text)).items():
+        out.setdefault(subject, set()).update(values)
+    return out
+
+
 def _plain_lines(text: str) -> str:
     """`normalise` line by line: the line breaks stay, so a bullet (`* AB = 3`) after a line ending in
     `)` is not read as a product (rule "expression tail")."""
@@ -115,11 +158,11 @@ class StatedResponse:
 
     @classmethod
     def of(cls, response: str) -> StatedResponse:
-        return cls(ResponseIndex.of(response), stated_values(_plain_lines(response)), _relations(response))
+        return cls(ResponseIndex.of(response), _stated(response), _relations(response))
 
 
 def fact_verdict(fact: str, response: StatedResponse) -> Verdict:
-    for subject, values in stated_values(_plain_lines(fact)).items():
+    for subject, values in _stated(fact).items():
         said = response.values.get(subject)
         if said and not (values & said):
             return "contradicted"
@@ -133,3 +176,8 @@ def fact_verdict(fact: str, response: StatedResponse) -> Verdict:
 def lexical_fact_verdicts(facts: list[str], response: str) -> list[Verdict]:
     stated = StatedResponse.of(response)
     return [fact_verdict(f, stated) for f in facts]
+
+
+def lexical_verdicts(annotations: list[str], response: str) -> list[int]:
+    """The lexical judge: 1 for each annotation the response reflects without contradicting it."""
+    return [int(v == "consistent") for v in lexical_fact_verdicts(annotations, response)]

@@ -11,6 +11,7 @@ from prcli.config import StageConfig
 from prcli.prompts import render_template
 from prcli.train.config import (
     LORA_TARGETS,
+    AdamBeta2,
     LoraAlpha,
     LoraDropout,
     LoraOn,
@@ -35,6 +36,7 @@ class SFTStageConfig(StageConfig):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
     learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate (cosine decay after warmup).")
     weight_decay: float = Field(0.0, description="AdamW weight decay.")
+    adam_beta2: AdamBeta2 = 0.999
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of the steps spent warming up.")
     max_grad_norm: float = Field(1.0, description="Gradient clipping norm.")
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step (over all processes).")
@@ -101,6 +103,7 @@ def build_sft_config(cfg: SFTStageConfig) -> Any:
         data_seed=cfg.seed,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
+        adam_beta2=cfg.adam_beta2,
         warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type="cosine",
         max_grad_norm=cfg.max_grad_norm,

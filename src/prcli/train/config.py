@@ -29,6 +29,15 @@ CLIPPED_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
 
 
 # The LoRA options, defined once for `pr train` and `pr sft` (each config sets the defaults).
+AdamBeta2 = Annotated[
+    float,
+    Field(
+        gt=0,
+        lt=1,
+        description="AdamW beta2: the memory of squared gradients (0.999; lower forgets the large early "
+        "gradients sooner, which helps a small model trained from scratch).",
+    ),
+]
 LoraOn = Annotated[bool, Field(description="Train LoRA adapters (PEFT) instead of all weights.")]
 LoraRank = Annotated[int, Field(ge=1, description="LoRA rank.")]
 LoraAlpha = Annotated[int, Field(ge=1, description="LoRA alpha.")]
@@ -113,6 +122,7 @@ class TrainConfig(StageConfig):
     # optimisation
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate (constant after warmup).")
     weight_decay: float = Field(1e-3, description="AdamW weight decay.")
+    adam_beta2: AdamBeta2 = 0.999
     warmup_ratio: float = Field(
         0.05, ge=0, lt=1, description="Share of the steps spent warming up the learning rate."
     )
@@ -272,11 +282,11 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
         data_seed=cfg.seed,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
+        adam_beta2=cfg.adam_beta2,
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         lr_scheduler_type="constant_with_warmup",
         max_grad_norm=cfg.max_grad_norm,
         adam_beta1=0.9,
-        adam_beta2=0.999,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=per_device,

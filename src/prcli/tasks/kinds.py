@@ -1,132 +1,25 @@
-"""Synthetic perception tasks: figures whose answer must be read from the image (issue 17, item 1).
-
-Each kind draws a figure with PIL and asks a question that names what to look at but never the
-values needed (no lengths, angles, counts or colours of the answer in the text), so a model that
-does not perceive the figure is at chance. Reasoning is light (one formula, a count, a comparison).
-Every item carries a correct templated chain of thought that states the visual facts it uses, and
-those facts as a list, usable as reference annotations for `pr train` and `pr diagnose`.
-
-`write_tasks` writes images and JSONL records that are both `Problem`s (id, question, images,
-answer, cot) and `AnnotatedProblem`s (plus `annotations`: the stated facts), with `category` (the
-kind) and `values` (the drawn facts as data: what the answer is computed from). `pr annotate` reads
-them as Problems; `pr train` and `pr diagnose` can use them directly without an annotation step.
-
-Deterministic under seed (same seed, same arguments: identical bytes); items of one set are
-distinct and, because every figure's layout is drawn too (its position, scale and distractors),
-sets drawn with different seeds are disjoint in practice: the held-out split is `seed + 1`.
-`chance_accuracy` is the best accuracy without seeing the image: the probability of the most
-likely answer of each kind, exact over the generator's value grid.
-"""
+"""The figure kinds: each draws one item with PIL and recomputes its answer from the drawn facts."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from prcli.jsonl import write_jsonl_atomic
-
-DEFAULT_SIZE = 112  # the tiny Qwen-VL's images are 56-224 px
-COLOURS = {
-    "red": (215, 30, 30),
-    "blue": (30, 70, 220),
-    "green": (20, 140, 40),
-    "orange": (240, 140, 0),
-    "purple": (140, 40, 170),
-}
-SHAPES = ("circle", "square", "triangle")
-SIDES = range(2, 16)
-ANGLES = [(x, y) for x in range(30, 81) for y in range(30, 81) if x + y <= 150]
-
-
-@dataclass
-class Item:
-    """One generated problem: the figure, the question, the answer and the facts it rests on."""
-
-    kind: str
-    image: Any  # PIL.Image.Image
-    question: str
-    answer: str
-    reasoning: str  # the CoT's think block: states the facts, then the light reasoning
-    facts: list[str]  # the visual facts the reasoning uses, as sentences (reference annotations)
-    values: dict[str, Any]  # the same facts as data (what `TaskKind.solve` computes the answer from)
-    layout: tuple = ()  # how the figure was drawn, beyond the facts: makes items of other seeds differ
-
-    @property
-    def cot(self) -> str:
-        """The chain of thought in the released run's format (passes `format_reward`)."""
-        return f"<think>\n{self.reasoning}\n</think>\n<answer>\n\\boxed{{{self.answer}}}\n</answer>"
-
-    @property
-    def key(self) -> tuple:
-        return (self.kind, self.question, repr(sorted(self.values.items())), self.layout)
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    """A family of figures: `make(rng, size)` draws one item; `solve(values)` recomputes its answer;
-    `answers` lists every answer once per point of the value grid (its mode gives the chance level)."""
-
-    name: str
-    make: Callable[[random.Random, int], Item]
-    solve: Callable[[dict[str, Any]], str]
-    answers: Callable[[], list[str]] = field(repr=False)
-
-    @property
-    def chance(self) -> float:
-        """Accuracy of always giving the most likely answer: the best that the question text allows."""
-        counts = Counter(self.answers())
-        return max(counts.values()) / sum(counts.values())
-
-
-# ----------------------------------------------------------------------------- drawing helpers
-
-
-def _font(size: int) -> Any:
-    """PIL's default font, scaled with the image (about 10% of its side, at least 9 px)."""
-    from PIL import ImageFont
-
-    px = max(9, round(size / 10))
-    try:
-        return ImageFont.load_default(size=px)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _canvas(size: int) -> tuple[Any, Any, Any]:
-    from PIL import Image, ImageDraw
-
-    im = Image.new("RGB", (size, size), "white")
-    return im, ImageDraw.Draw(im), _font(size)
-
-
-def _text(d: Any, font: Any, xy: tuple[float, float], text: str, fill: Any = "black") -> None:
-    """Text centred on `xy`."""
-    d.text(xy, text, fill=fill, font=font, anchor="mm")
-
-
-def _shape(d: Any, kind: str, cx: float, cy: float, r: float, colour: tuple[int, int, int]) -> None:
-    box = [cx - r, cy - r, cx + r, cy + r]
-    if kind == "circle":
-        d.ellipse(box, fill=colour)
-    elif kind == "square":
-        d.rectangle(box, fill=colour)
-    else:
-        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
-
-
-def _think(facts: Sequence[str], reasoning: str) -> str:
-    return "From the figure, " + "; ".join(facts) + ". " + reasoning
-
-
-def _plural(n: int, colour: str, shape: str) -> str:
-    return f"{n} {colour} {shape}" + ("" if n == 1 else "s")
-
+from prcli.tasks.base import (
+    ANGLES,
+    COLOURS,
+    SHAPES,
+    SIDES,
+    Item,
+    TaskKind,
+    draw_canvas,
+    draw_shape,
+    draw_text,
+    plural,
+    think_text,
+)
 
 # ----------------------------------------------------------------------------- rectangle
 
@@ -141,7 +34,7 @@ def _rectangle(rng: random.Random, size: int, ask: str) -> Item:
     y0 = margin + rng.random() * (room - ph)
     x0, y0 = round(x0), round(y0)
     x1, y1 = round(x0 + pw), round(y0 + ph)
-    im, d, font = _canvas(size)
+    im, d, font = draw_canvas(size)
     d.rectangle([x0, y0, x1, y1], outline="black", width=max(1, size // 64))
     off = 0.07 * size
     for (x, y), name in zip(
@@ -149,9 +42,9 @@ def _rectangle(rng: random.Random, size: int, ask: str) -> Item:
         "ABCD",
         strict=True,
     ):
-        _text(d, font, (x, y), name)
-    _text(d, font, ((x0 + x1) / 2, y0 - off), str(w), fill=COLOURS["blue"])
-    _text(d, font, (x1 + off, (y0 + y1) / 2), str(h), fill=COLOURS["blue"])
+        draw_text(d, font, (x, y), name)
+    draw_text(d, font, ((x0 + x1) / 2, y0 - off), str(w), fill=COLOURS["blue"])
+    draw_text(d, font, (x1 + off, (y0 + y1) / 2), str(h), fill=COLOURS["blue"])
     facts = [f"AB = {w}", f"BC = {h}"]
     if ask == "area":
         answer = str(w * h)
@@ -165,7 +58,7 @@ def _rectangle(rng: random.Random, size: int, ask: str) -> Item:
         im,
         question,
         answer,
-        _think(facts, reasoning),
+        think_text(facts, reasoning),
         facts,
         {"AB": w, "BC": h},
         (x0, y0, x1, y1),
@@ -193,15 +86,15 @@ def _triangle_angle(rng: random.Random, size: int) -> Item:
         if flip:
             sx = size - sx
         screen.append((round(sx), round(size - (dy + scale * (py - min(ys))))))
-    im, d, font = _canvas(size)
+    im, d, font = draw_canvas(size)
     d.polygon(screen, outline="black", width=max(1, size // 64))
     gx, gy = sum(p[0] for p in screen) / 3, sum(p[1] for p in screen) / 3
     for (px, py), name in zip(screen, "ABC", strict=True):
         nx, ny = px - gx, py - gy
         norm = math.hypot(nx, ny) or 1.0
-        _text(d, font, (px + nx / norm * 0.07 * size, py + ny / norm * 0.07 * size), name)
+        draw_text(d, font, (px + nx / norm * 0.07 * size, py + ny / norm * 0.07 * size), name)
     for (px, py), value in zip(screen[:2], (x, y), strict=True):
-        _text(d, font, (px + (gx - px) * 0.42, py + (gy - py) * 0.42), f"{value}°", fill=COLOURS["red"])
+        draw_text(d, font, (px + (gx - px) * 0.42, py + (gy - py) * 0.42), f"{value}°", fill=COLOURS["red"])
     facts = [f"angle A = {x}°", f"angle B = {y}°"]
     answer = str(180 - x - y)
     reasoning = f"The angles of a triangle add up to 180°, so angle C = 180 - {x} - {y} = {answer}."
@@ -211,7 +104,7 @@ def _triangle_angle(rng: random.Random, size: int) -> Item:
         im,
         question,
         answer,
-        _think(facts, reasoning),
+        think_text(facts, reasoning),
         facts,
         {"A": x, "B": y},
         tuple(screen),
@@ -229,19 +122,21 @@ def _count(rng: random.Random, size: int) -> Item:
     n_other = rng.randint(2, 9 - k)
     shapes = [(shape, colour)] * k + [rng.choice(near if i % 2 == 0 else others) for i in range(n_other)]
     cells = rng.sample(range(9), len(shapes))
-    im, d, _ = _canvas(size)
+    im, d, _ = draw_canvas(size)
     cell = size / 3
     placed = []
     for (s, c), at in zip(shapes, cells, strict=True):
         cx = (at % 3 + 0.5) * cell + rng.uniform(-0.1, 0.1) * cell
         cy = (at // 3 + 0.5) * cell + rng.uniform(-0.1, 0.1) * cell
-        _shape(d, s, cx, cy, 0.28 * cell, COLOURS[c])
+        draw_shape(d, s, cx, cy, 0.28 * cell, COLOURS[c])
         placed.append((s, c, round(cx), round(cy)))
-    facts = [f"there {'is' if k == 1 else 'are'} {_plural(k, colour, shape)}"]
+    facts = [f"there {'is' if k == 1 else 'are'} {plural(k, colour, shape)}"]
     reasoning = f"Counting the {colour} {shape}s and ignoring the other shapes gives {k}."
     question = f"<image>How many {colour} {shape}s are in the figure?"
     values = {"target": (shape, colour), "shapes": [(s, c) for s, c, _, _ in placed]}
-    return Item("count_shapes", im, question, str(k), _think(facts, reasoning), facts, values, tuple(placed))
+    return Item(
+        "count_shapes", im, question, str(k), think_text(facts, reasoning), facts, values, tuple(placed)
+    )
 
 
 # ----------------------------------------------------------------------------- colour of the largest / leftmost shape
@@ -266,10 +161,10 @@ def _colour_of(rng: random.Random, size: int, which: str) -> Item:
         order = rng.sample(range(n), n)  # left-to-right order is not the drawing order
         centres = [((columns[i] + 0.5) * cell, rng.uniform(0.2, 0.8) * size) for i in order]
     shapes = [rng.choice(SHAPES[:2]) for _ in range(n)]
-    im, d, _ = _canvas(size)
+    im, d, _ = draw_canvas(size)
     placed = []
     for s, c, r, (cx, cy) in zip(shapes, colours, radii, centres, strict=True):
-        _shape(d, s, cx, cy, r, COLOURS[c])
+        draw_shape(d, s, cx, cy, r, COLOURS[c])
         placed.append({"shape": s, "colour": c, "x": round(cx), "y": round(cy), "r": round(r, 2)})
     values = {"shapes": placed}
     answer = _solve_colour(which)(values)
@@ -279,7 +174,7 @@ def _colour_of(rng: random.Random, size: int, which: str) -> Item:
     else:
         reasoning = f"Going from left to right across the {n} shapes, the first one is {answer}."
     question = f"<image>What colour is the {which} shape in the figure?"
-    return Item(f"{which}_colour", im, question, answer, _think(facts, reasoning), facts, values)
+    return Item(f"{which}_colour", im, question, answer, think_text(facts, reasoning), facts, values)
 
 
 def _solve_colour(which: str) -> Callable[[dict[str, Any]], str]:
@@ -330,27 +225,77 @@ def _point_on_segment(rng: random.Random, size: int) -> Item:
         inside = all(0.08 * size <= v <= 0.92 * size for v in p)
         if clear and inside and all(math.dist(p, q) >= gap for q in ends):
             break
-    im, d, font = _canvas(size)
+    im, d, font = draw_canvas(size)
     width = max(1, size // 64)
     d.line([a, b], fill="black", width=width)
     d.line([c, e], fill="black", width=width)
     for (x, y), name in zip(ends, "ABCD", strict=True):
         r = max(1.5, size / 70)
         d.ellipse([x - r, y - r, x + r, y + r], fill="black")
-        _text(d, font, (x, y - 0.07 * size if y > 0.2 * size else y + 0.07 * size), name)
+        draw_text(d, font, (x, y - 0.07 * size if y > 0.2 * size else y + 0.07 * size), name)
     r = max(2, size / 50)
     d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=COLOURS["red"])
-    _text(d, font, (p[0] + 0.07 * size, p[1] - 0.05 * size), "P", fill=COLOURS["red"])
+    draw_text(d, font, (p[0] + 0.07 * size, p[1] - 0.05 * size), "P", fill=COLOURS["red"])
     values = {"on": where, "asked": asked}
     answer = _solve_point(values)
     facts = [f"point P lies on segment {where}" if where != "neither" else "point P lies on neither segment"]
     reasoning = f"So P {'is' if answer == 'yes' else 'is not'} on segment {asked}."
     question = f"<image>Segments AB and CD are drawn. Does point P lie on segment {asked}?"
-    return Item("point_on_segment", im, question, answer, _think(facts, reasoning), facts, values, (*ends, p))
+    return Item(
+        "point_on_segment", im, question, answer, think_text(facts, reasoning), facts, values, (*ends, p)
+    )
 
 
 def _solve_point(values: dict[str, Any]) -> str:
     return "yes" if values["on"] == values["asked"] else "no"
+
+
+# ----------------------------------------------------------------------------- two shapes: left and right
+
+
+def _two_shapes(rng: random.Random, size: int, ask: str) -> Item:
+    """A shape on the left and one on the right; the CoT states both colours whatever is asked, so a
+    response can be right for the question and still misread the other shape (a perception error)."""
+    left = rng.choice(list(COLOURS))
+    same = ask == "same" and rng.random() < 0.5  # half the answers are "yes"
+    right = left if same else rng.choice([c for c in COLOURS if c != left])
+    im, d, _ = draw_canvas(size)
+    placed = []
+    for colour, x in ((left, 0.27), (right, 0.73)):
+        shape = rng.choice(SHAPES)
+        cx, cy = (x + rng.uniform(-0.05, 0.05)) * size, rng.uniform(0.3, 0.7) * size
+        r = rng.uniform(0.12, 0.2) * size
+        draw_shape(d, shape, cx, cy, r, COLOURS[colour])
+        placed.append((shape, colour, round(cx), round(cy), round(r)))
+    facts = [f"the left shape is {left}", f"the right shape is {right}"]
+    values = {"left": left, "right": right, "ask": ask}
+    answer = _solve_two(values)
+    if ask == "same":
+        reasoning = f"The colours are {'the same' if same else 'different'}, so the answer is {answer}."
+        question = "<image>Are the two shapes in the figure the same colour?"
+    else:
+        reasoning = f"The {ask} shape is {answer}."
+        question = f"<image>What colour is the {ask} shape in the figure?"
+    return Item(
+        f"{'same' if ask == 'same' else 'side'}_colour",
+        im,
+        question,
+        answer,
+        think_text(facts, reasoning),
+        facts,
+        values,
+        tuple(placed),
+    )
+
+
+def _solve_two(values: dict[str, Any]) -> str:
+    if values["ask"] == "same":
+        return "yes" if values["left"] == values["right"] else "no"
+    return values[values["ask"]]
+
+
+def _side_colour(rng: random.Random, size: int) -> Item:
+    return _two_shapes(rng, size, rng.choice(("left", "right")))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -405,82 +350,12 @@ KINDS: dict[str, TaskKind] = {
             _solve_point,
             lambda: ["yes", "no"],  # drawn half and half
         ),
+        TaskKind("side_colour", _side_colour, _solve_two, lambda: list(COLOURS)),
+        TaskKind(
+            "same_colour",
+            lambda rng, size: _two_shapes(rng, size, "same"),
+            _solve_two,
+            lambda: ["yes", "no"],  # drawn half and half
+        ),
     )
 }
-
-
-def _kinds(kinds: Sequence[str] | None) -> list[str]:
-    names = list(kinds) if kinds else list(KINDS)
-    unknown = [k for k in names if k not in KINDS]
-    if unknown:
-        raise ValueError(f"unknown task kind(s) {unknown}; known: {', '.join(KINDS)}")
-    return names
-
-
-def chance_accuracy(kinds: Sequence[str] | None = None, n: int | None = None) -> float:
-    """Best accuracy without the image on a set of these kinds: the mean of the kinds' chance levels,
-    weighted as `write_tasks` deals `n` items round-robin (equal weights when `n` is None)."""
-    names = _kinds(kinds)
-    weights = [1] * len(names) if n is None else [len(range(i, n, len(names))) for i in range(len(names))]
-    return sum(w * KINDS[k].chance for w, k in zip(weights, names, strict=True)) / sum(weights)
-
-
-def generate(n: int, seed: int, kinds: Sequence[str] | None = None, size: int = DEFAULT_SIZE) -> list[Item]:
-    """`n` distinct items, the kinds dealt round-robin, from one seeded stream."""
-    names = _kinds(kinds)
-    rng = random.Random(f"prcli.tasks:{seed}")
-    items: list[Item] = []
-    seen: set[tuple] = set()
-    for i in range(n):
-        for _ in range(1000):
-            item = KINDS[names[i % len(names)]].make(rng, size)
-            if item.key not in seen:
-                break
-        else:
-            raise ValueError(f"could not draw {n} distinct items of kind {names[i % len(names)]}")
-        seen.add(item.key)
-        items.append(item)
-    return items
-
-
-def write_tasks(
-    folder: Path,
-    n: int,
-    seed: int,
-    kinds: Sequence[str] | None = None,
-    prefix: str = "",
-    size: int = DEFAULT_SIZE,
-) -> Path:
-    """Write `n` items as PNGs under `folder/images` and records (Problem + `annotations`) to
-    `folder/<prefix or 'tasks'>.jsonl`; returns the JSONL path."""
-    folder = Path(folder)
-    rows = []
-    for i, item in enumerate(generate(n, seed, kinds, size)):
-        name = f"{prefix}{i:04d}"
-        image = folder / "images" / f"{name}.png"
-        image.parent.mkdir(parents=True, exist_ok=True)
-        item.image.save(image, format="PNG")
-        rows.append(
-            {
-                "id": name,
-                "question": item.question,
-                "images": [f"images/{name}.png"],
-                "answer": item.answer,
-                "cot": item.cot,
-                "annotations": item.facts,
-                "category": item.kind,
-                "values": item.values,
-            }
-        )
-    path = folder / f"{prefix.rstrip('-_') or 'tasks'}.jsonl"
-    write_jsonl_atomic(path, rows)
-    return path
-
-
-def image_digest(item: Item) -> str:
-    """SHA-256 of the item's PNG bytes (how the tests compare figures)."""
-    import io
-
-    buf = io.BytesIO()
-    item.image.save(buf, format="PNG")
-    return hashlib.sha256(buf.getvalue()).hexdigest()

@@ -1,0 +1,119 @@
+"""Synthetic perception tasks: figures whose answer must be read from the image (issue 17, item 1).
+
+Each kind draws a figure with PIL and asks a question that names what to look at but never the
+values needed (no lengths, angles, counts or colours of the answer in the text), so a model that
+does not perceive the figure is at chance. Reasoning is light (one formula, a count, a comparison).
+Every item carries a correct templated chain of thought that states the visual facts it uses, and
+those facts as a list, usable as reference annotations for `pr train` and `pr diagnose`.
+
+`write_tasks` writes images and JSONL records that are both `Problem`s (id, question, images,
+answer, cot) and `AnnotatedProblem`s (plus `annotations`: the stated facts), with `category` (the
+kind) and `values` (the drawn facts as data: what the answer is computed from). `pr annotate` reads
+them as Problems; `pr train` and `pr diagnose` can use them directly without an annotation step.
+
+Deterministic under seed (same seed, same arguments: identical bytes); items of one set are
+distinct and, because every figure's layout is drawn too (its position, scale and distractors),
+sets drawn with different seeds are disjoint in practice: the held-out split is `seed + 1`.
+`chance_accuracy` is the best accuracy without seeing the image: the probability of the most
+likely answer of each kind, exact over the generator's value grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from prcli.jsonl import write_jsonl_atomic
+from prcli.tasks.base import COLOURS, DEFAULT_SIZE, Item, TaskKind
+from prcli.tasks.kinds import KINDS
+
+__all__ = [
+    "COLOURS",
+    "DEFAULT_SIZE",
+    "KINDS",
+    "Item",
+    "TaskKind",
+    "chance_accuracy",
+    "generate",
+    "image_digest",
+    "write_tasks",
+]
+
+
+def _kinds(kinds: Sequence[str] | None) -> list[str]:
+    names = list(kinds) if kinds else list(KINDS)
+    unknown = [k for k in names if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown task kind(s) {unknown}; known: {', '.join(KINDS)}")
+    return names
+
+
+def chance_accuracy(kinds: Sequence[str] | None = None, n: int | None = None) -> float:
+    """Best accuracy without the image on a set of these kinds: the mean of the kinds' chance levels,
+    weighted as `write_tasks` deals `n` items round-robin (equal weights when `n` is None)."""
+    names = _kinds(kinds)
+    weights = [1] * len(names) if n is None else [len(range(i, n, len(names))) for i in range(len(names))]
+    return sum(w * KINDS[k].chance for w, k in zip(weights, names, strict=True)) / sum(weights)
+
+
+def generate(n: int, seed: int, kinds: Sequence[str] | None = None, size: int = DEFAULT_SIZE) -> list[Item]:
+    """`n` distinct items, the kinds dealt round-robin, from one seeded stream."""
+    names = _kinds(kinds)
+    rng = random.Random(f"prcli.tasks:{seed}")
+    items: list[Item] = []
+    seen: set[tuple] = set()
+    for i in range(n):
+        for _ in range(1000):
+            item = KINDS[names[i % len(names)]].make(rng, size)
+            if item.key not in seen:
+                break
+        else:
+            raise ValueError(f"could not draw {n} distinct items of kind {names[i % len(names)]}")
+        seen.add(item.key)
+        items.append(item)
+    return items
+
+
+def write_tasks(
+    folder: Path,
+    n: int,
+    seed: int,
+    kinds: Sequence[str] | None = None,
+    prefix: str = "",
+    size: int = DEFAULT_SIZE,
+) -> Path:
+    """Write `n` items as PNGs under `folder/images` and records (Problem + `annotations`) to
+    `folder/<prefix or 'tasks'>.jsonl`; returns the JSONL path."""
+    folder = Path(folder)
+    rows = []
+    for i, item in enumerate(generate(n, seed, kinds, size)):
+        name = f"{prefix}{i:04d}"
+        image = folder / "images" / f"{name}.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        item.image.save(image, format="PNG")
+        rows.append(
+            {
+                "id": name,
+                "question": item.question,
+                "images": [f"images/{name}.png"],
+                "answer": item.answer,
+                "cot": item.cot,
+                "annotations": item.facts,
+                "category": item.kind,
+                "values": item.values,
+            }
+        )
+    path = folder / f"{prefix.rstrip('-_') or 'tasks'}.jsonl"
+    write_jsonl_atomic(path, rows)
+    return path
+
+
+def image_digest(item: Item) -> str:
+    """SHA-256 of the item's PNG bytes (how the tests compare figures)."""
+    import io
+
+    buf = io.BytesIO()
+    item.image.save(buf, format="PNG")
+    return hashlib.sha256(buf.getvalue()).hexdigest()
