@@ -25,6 +25,7 @@ COMMANDS = [
     "diagnose",
     "demo",
     "plot",
+    "tasks",
     "tiny-model",
 ]
 

@@ -134,3 +134,28 @@ def test_size_and_kinds_parameters(tmp_path):
     assert Image.open(path.parent / rows[0]["images"][0]).size == (56, 56)
     for item in generate(len(KINDS), seed=2, size=224):
         assert item.image.size == (224, 224)
+
+
+def test_pr_tasks_writes_both_splits(tmp_path):
+    from typer.testing import CliRunner
+
+    from prcli.cli import app
+
+    args = ["tasks", "--train-size", "12", "--test-size", "6", "--kinds", "side_colour,same_colour", "--json"]
+    first = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "a")])
+    again = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "b")])
+    assert first.exit_code == again.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["chance_accuracy"] == pytest.approx(chance_accuracy(["side_colour", "same_colour"], 6))
+    train, test = (tmp_path / "a" / "train.jsonl", tmp_path / "a" / "test.jsonl")
+    assert train.read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
+    rows = {
+        name: [json.loads(x) for x in p.read_text().splitlines()]
+        for name, p in (("train", train), ("test", test))
+    }
+    assert [len(rows["train"]), len(rows["test"])] == [12, 6]
+    digest = {name: {(tmp_path / "a" / r["images"][0]).read_bytes() for r in rs} for name, rs in rows.items()}
+    assert not digest["train"] & digest["test"]  # the held-out figures are not training figures
+
+    bad = CliRunner().invoke(app, ["tasks", "-o", str(tmp_path / "c"), "--kinds", "hexagons"])
+    assert bad.exit_code != 0 and "unknown task kind" in bad.output and not (tmp_path / "c").exists()

@@ -18,6 +18,7 @@ from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.report import ReportConfig
 from prcli.sft.config import SFTStageConfig
+from prcli.tasks import TasksConfig
 from prcli.train import TrainConfig
 from prcli.ui import (
     console,
@@ -604,6 +605,26 @@ def plot_cmd(
         console.print(f"series [bold]{name}[/]: {file}")
     for path in plot_files(files, out, field, names):
         console.print(f"wrote [bold]{path}[/]")
+
+
+@app.command("tasks")
+@handle_errors
+@config_command(TasksConfig, short={"out": "-o"})
+def tasks_cmd(cfg: TasksConfig, json_out: bool = False) -> None:
+    """Draw synthetic perception tasks: figures whose answer must be read from the image, with correct
+    CoTs and their visual facts (train.jsonl, and test.jsonl from seed + 1)."""
+    from prcli.tasks import chance_accuracy, write_splits
+
+    try:
+        train, test = write_splits(cfg)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    chance = chance_accuracy(cfg.kinds or None, cfg.test_size)
+    if json_out:
+        print_json({"train": str(train), "test": str(test), "chance_accuracy": chance})
+        return
+    console.print(f"wrote [bold]{train}[/] ({cfg.train_size}) and [bold]{test}[/] ({cfg.test_size})")
+    console.print(f"best held-out accuracy without looking at the figures: {chance:.1%}")
 
 
 @app.command("tiny-model")

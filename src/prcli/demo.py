@@ -165,7 +165,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
     from prcli.mcnemar import McNemarConfig, run_mcnemar
     from prcli.plots import plot_arms, plot_models
     from prcli.sft import SFTStageConfig, sft
-    from prcli.tasks import chance_accuracy, write_tasks
+    from prcli.tasks import TasksConfig, chance_accuracy, write_splits
     from prcli.tiny import build_tiny_model
     from prcli.train import TrainConfig, train
 
@@ -186,8 +186,15 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         say(f"  {what}")
 
     def make_data() -> str:
-        files["train problems"] = write_tasks(data, budget.train_size, cfg.seed, cfg.kinds, prefix="train-")
-        files["test problems"] = write_tasks(data, budget.test_size, cfg.seed + 1, cfg.kinds, prefix="test-")
+        files["train problems"], files["test problems"] = write_splits(
+            TasksConfig(
+                out=data,
+                train_size=budget.train_size,
+                test_size=budget.test_size,
+                kinds=cfg.kinds,
+                seed=cfg.seed,
+            )
+        )
         return (
             f"{budget.train_size} training and {budget.test_size} held-out figures ({', '.join(cfg.kinds)}); "
             f"best accuracy without looking: {chance:.1%}"

@@ -160,24 +160,30 @@ def plot_models(rows: Sequence[dict[str, Any]], out: Path, chance: float | None 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     names = [r["model"] for r in rows]
     panels = [
-        ("accuracy", "accuracy_ci", "held-out accuracy", "n"),
-        ("perception_error_rate", "perception_error_ci", "responses with a perception error", "checked"),
+        ("accuracy", "accuracy_ci", "held-out accuracy (higher is better)", "n"),
+        (
+            "perception_error_rate",
+            "perception_error_ci",
+            "responses with a perception error (lower is better)",
+            "checked",
+        ),
     ]
     for ax, (key, ci_key, title, count) in zip(axes, panels, strict=True):
         values = [100 * (r[key] or 0.0) for r in rows]
         low = [v - 100 * r[ci_key][0] if r[ci_key] else 0.0 for v, r in zip(values, rows, strict=True)]
         high = [100 * r[ci_key][1] - v if r[ci_key] else 0.0 for v, r in zip(values, rows, strict=True)]
         bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(rows))], yerr=[low, high], capsize=5)
-        ax.bar_label(
-            bars,
-            labels=[
-                f"{v:.1f}%\n(n={r[count]})" if r[key] is not None else "n/a"
-                for v, r in zip(values, rows, strict=True)
-            ],
-            fontsize=8,
-            label_type="center",
-            color="white",
-        )
+        for bar, v, r in zip(bars, values, rows, strict=True):  # at the foot of the bar: clear of lines
+            said = f"{v:.1f}%\nn={r[count]}" if r[key] is not None else "n/a"
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                2,
+                said,
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="white",
+            )
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("% (95% Wilson interval)")
         ax.set_ylim(0, 100)

@@ -27,7 +27,7 @@ from prcli.jsonl import (
 )
 from prcli.judge.core import DEFAULT_JUDGE_MODEL
 from prcli.judge.run import annotation_join, load_annotations
-from prcli.judge.statements import Verdict, lexical_fact_verdicts
+from prcli.judge.statements import LEXICAL_VERSION, Verdict, lexical_fact_verdicts
 from prcli.runs import settings_hash, sibling
 
 # the settings that shape a label: a change relabels
@@ -132,7 +132,7 @@ def run_diagnose(
     )
     fields = config.field or default_fields(config.items)
     save_config(config, sibling(config.out, ".config.yaml"))
-    prompt = {"lexical": None, "openai": PROMPT_VERSION, "vlm": VLM_PROMPT_VERSION}[config.judge]
+    prompt = {"lexical": LEXICAL_VERSION, "openai": PROMPT_VERSION, "vlm": VLM_PROMPT_VERSION}[config.judge]
     settings = settings_hash(config, RESULT_KEYS, fields=fields, prompt=prompt)
     verdicts_of, llm = _verdict_fn(config)
     failed: list[dict[str, Any]] = []

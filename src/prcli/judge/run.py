@@ -15,6 +15,7 @@ from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
 from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_failed
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
+from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import LLMClient
 from prcli.records import Record, Response
 from prcli.runs import settings_hash, sibling
@@ -130,7 +131,7 @@ def run_judge(
         config, sibling(config.out, ".config.yaml"), extra={"judge_prompt_sha256": judge.prompt_sha256}
     )
     # the prompt's content, not its path, shapes a judgement: an edited file redoes them
-    settings = settings_hash(config, RESULT_KEYS, prompt=judge.prompt_sha256)
+    settings = settings_hash(config, RESULT_KEYS, prompt=judge.prompt_sha256 or LEXICAL_VERSION)
 
     def input_hash(r: Response) -> str:
         return content_hash(settings, r.response, r.annotations or [])

@@ -22,6 +22,10 @@ from typing import Literal
 
 from prcli.judge.lexical import COLOURS, RELATIONS, ResponseIndex, canonical_number, normalise, reflected
 
+# Names these rules in resume hashes (`pr judge`, `pr diagnose`): a lexical result made under other
+# rules is redone, not reused. v2: colours and counts read; the judge counts consistent facts only.
+LEXICAL_VERSION = "lexical-v2"
+
 Verdict = Literal["consistent", "contradicted", "absent"]
 VERDICTS: tuple[Verdict, ...] = ("consistent", "contradicted", "absent")
 

@@ -14,7 +14,8 @@ them as Problems; `pr train` and `pr diagnose` can use them directly without an 
 Deterministic under seed (same seed, same arguments: identical bytes); items of one set are
 distinct and, because every figure's layout is drawn too (its position, scale and distractors),
 sets drawn with different seeds are disjoint in practice: the held-out split is `seed + 1`.
-`chance_accuracy` is the best accuracy without seeing the image: the probability of the most
+`write_splits` (`pr tasks`, the demo) writes a training and a held-out split and checks that no
+held-out figure is also a training one. `chance_accuracy` is the best accuracy without seeing the image: the probability of the most
 likely answer of each kind, exact over the generator's value grid.
 """
 
@@ -25,6 +26,9 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
+from prcli.config import StageConfig
 from prcli.jsonl import write_jsonl_atomic
 from prcli.tasks.base import COLOURS, DEFAULT_SIZE, Item, TaskKind
 from prcli.tasks.kinds import KINDS
@@ -35,9 +39,11 @@ __all__ = [
     "KINDS",
     "Item",
     "TaskKind",
+    "TasksConfig",
     "chance_accuracy",
     "generate",
     "image_digest",
+    "write_splits",
     "write_tasks",
 ]
 
@@ -86,9 +92,13 @@ def write_tasks(
 ) -> Path:
     """Write `n` items as PNGs under `folder/images` and records (Problem + `annotations`) to
     `folder/<prefix or 'tasks'>.jsonl`; returns the JSONL path."""
-    folder = Path(folder)
+    return write_items(Path(folder), generate(n, seed, kinds, size), prefix)
+
+
+def write_items(folder: Path, items: Sequence[Item], prefix: str = "") -> Path:
+    """`write_tasks` for items already drawn."""
     rows = []
-    for i, item in enumerate(generate(n, seed, kinds, size)):
+    for i, item in enumerate(items):
         name = f"{prefix}{i:04d}"
         image = folder / "images" / f"{name}.png"
         image.parent.mkdir(parents=True, exist_ok=True)
@@ -117,3 +127,34 @@ def image_digest(item: Item) -> str:
     buf = io.BytesIO()
     item.image.save(buf, format="PNG")
     return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+class TasksConfig(StageConfig):
+    out: Path = Field(description="Folder for train.jsonl, test.jsonl and images/.")
+    train_size: int = Field(1000, ge=1, description="Training problems.")
+    test_size: int = Field(200, ge=1, description="Held-out problems (drawn with seed + 1).")
+    kinds: list[str] = Field(
+        default_factory=list, description="Figure kinds, comma-separated or repeated (default: all)."
+    )
+    seed: int = Field(0, description="Seed of the training split; the held-out split uses seed + 1.")
+    size: int = Field(DEFAULT_SIZE, ge=28, description="Side of the square figures, in pixels.")
+
+    @field_validator("kinds")
+    @classmethod
+    def _known(cls, kinds: list[str]) -> list[str]:
+        names = [k.strip() for value in kinds for k in value.split(",") if k.strip()]
+        _kinds(names or None)
+        return names
+
+
+def write_splits(cfg: TasksConfig) -> tuple[Path, Path]:
+    """train.jsonl (seed) and test.jsonl (seed + 1) in `cfg.out`; a held-out figure that is also a
+    training one (same kind, question, facts and layout) is an error, never a silent leak."""
+    kinds = cfg.kinds or None
+    train = generate(cfg.train_size, cfg.seed, kinds, cfg.size)
+    test = generate(cfg.test_size, cfg.seed + 1, kinds, cfg.size)
+    seen = {i.key for i in train}
+    shared = sum(i.key in seen for i in test)
+    if shared:
+        raise ValueError(f"{shared} held-out item(s) are also training items; choose another --seed")
+    return write_items(cfg.out, train, "train-"), write_items(cfg.out, test, "test-")
