@@ -98,3 +98,30 @@ def test_lora_sft_saves_a_merged_model(tiny_model_dir: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["global_step"] == 2
     assert (run / "config.json").is_file() and not (run / "adapter_config.json").exists()
+
+
+def test_a_fresh_run_never_mixes_with_an_earlier_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A second run into the same folder used to append its metrics to the first run's."""
+    data = with_cots(tmp_path, n=2)
+    run = tmp_path / "run"
+    args = ["sft", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), "--batch-size", "2"]
+    args += ["--max-pixels", "3136", "--save-steps", "1"]
+    assert runner.invoke(app, [*args, "--max-steps", "2"]).exit_code == 0
+    before = (run / "metrics.jsonl").read_bytes()
+
+    again = runner.invoke(app, [*args, "--max-steps", "3"])
+    assert again.exit_code != 0 and "holds an earlier run" in again.output and "--overwrite" in again.output
+    assert (run / "metrics.jsonl").read_bytes() == before  # nothing of the refused run written
+
+    both = runner.invoke(app, [*args, "--max-steps", "3", "--resume", "--overwrite"])
+    assert both.exit_code != 0 and "choose one" in both.output
+
+    fresh = runner.invoke(app, [*args, "--max-steps", "3", "--overwrite"])
+    assert fresh.exit_code == 0, fresh.output
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == [
+        "checkpoint-1",
+        "checkpoint-2",
+        "checkpoint-3",
+    ]

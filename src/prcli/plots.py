@@ -146,7 +146,10 @@ def plot_arms(runs: dict[str, Path], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     axes[-1].set_xlabel("GRPO step")
-    fig.suptitle("GRPO from the same SFT checkpoint: training rewards", fontsize=11)
+    fig.suptitle(
+        "GRPO from the same SFT checkpoint: training rewards (thin: each step; thick: trailing mean)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, out)
 

@@ -18,6 +18,7 @@ from prcli.rewards import format_reward
 from prcli.sft.config import SFTStageConfig, build_sft_config
 from prcli.train.callbacks import FirstStep, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
+    check_fresh_start,
     check_same_prompts,
     checkpoint_step,
     prompt_text_hash,
@@ -117,6 +118,7 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     model_path = check_model(cfg.model)
     args = build_sft_config(cfg)  # before the model: sets up the process group / DeepSpeed (see train)
     check_final_save(args)
+    check_fresh_start(out, cfg.resume, cfg.overwrite)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {"prompt_text_hash": prompt_text_hash(cfg.prompt_template)}
     if checkpoint is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 from prcli.errors import StageError
@@ -15,6 +16,28 @@ log = logging.getLogger("prcli.train")
 
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+# What a run leaves in its folder: a fresh run beside them would mix its logs into theirs.
+_RUN_FILES = ("metrics.jsonl", "completions.jsonl", "config.yaml")
+
+
+def check_fresh_start(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run starts in a folder without an earlier run: `--resume` continues that run, `--overwrite`
+    removes its folder first; otherwise it is an error (a fresh run used to append its metrics to the
+    old run's and leave the old checkpoints beside its own)."""
+    if resume and overwrite:
+        raise StageError("--resume continues the earlier run and --overwrite removes it: choose one")
+    if resume or not out.is_dir():
+        return
+    earlier = [p.name for p in out.iterdir() if p.name in _RUN_FILES or _CHECKPOINT.fullmatch(p.name)]
+    if not earlier:
+        return
+    if not overwrite:
+        raise StageError(
+            f"{out} holds an earlier run ({', '.join(sorted(earlier)[:4])}): --resume to continue it, "
+            "--overwrite to start again (removes the folder), or another output folder"
+        )
+    if main_process():
+        shutil.rmtree(out)
 
 
 _FULL_WEIGHTS = (

@@ -186,6 +186,9 @@ class TrainConfig(StageConfig):
     # run
     seed: int = Field(42, description="Random seed (data order, sampling, initialisation of adapters).")
     resume: bool = Field(False, description="Continue from the last checkpoint in the output folder.")
+    overwrite: bool = Field(
+        False, description="Start again in an output folder that holds an earlier run (removes the folder)."
+    )
     save_steps: int = Field(10, ge=1, description="Save a checkpoint every N steps.")
     save_total_limit: int | None = Field(None, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")

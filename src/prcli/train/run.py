@@ -15,6 +15,7 @@ from prcli.judge.core import Judge, build_judge
 from prcli.models import check_model
 from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
+    check_fresh_start,
     check_same_prompts,
     checkpoint_step,
     prompt_text_hash,
@@ -84,6 +85,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     # model in host memory; FSDP's cpu_ram_efficient_loading needs the process group to exist.
     grpo_args = build_grpo_config(cfg)
     check_final_save(grpo_args)
+    check_fresh_start(out, cfg.resume, cfg.overwrite)
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {
         "prompt_text_hash": prompt_text_hash(cfg.prompt_template),
