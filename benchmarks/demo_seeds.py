@@ -2,7 +2,8 @@
 
 Each seed runs the full default demo in its own process (`pr demo --seed S --json`, OMP_NUM_THREADS=1),
 `--parallel` at a time; the table gives, per seed, held-out accuracy of SFT, RLVR and Perception-R1,
-their perception-error rates, McNemar p of each GRPO arm against SFT (accuracy) and of Perception-R1
+their perception-error rates (over the responses `pr diagnose` could check; every one could, so far),
+the "lucky" counts (right answer, misread shape), McNemar p of each GRPO arm against SFT (accuracy) and of Perception-R1
 against RLVR (perception), and the wall time. A seed that fails is reported, not dropped.
 
     python benchmarks/demo_seeds.py --seeds 0 1 2 --parallel 2 --out /tmp/demo-seeds
@@ -40,15 +41,15 @@ def run(seed: int, out: Path) -> dict:
 def p_of(report: dict, a: str, b: str, outcome: str) -> str:
     for t in report["tests"]:
         if (t["a"], t["b"], t["outcome"]) == (a, b, outcome):
-            return f"{t['p_value']:.3g} ({t['b_']}/{t['c']})"
+            return f"{t['p_value']:.3g} ({t['only_a']}/{t['only_b']})"
     return "n/a"
 
 
 def table(reports: list[dict]) -> str:
     head = (
         "| seed | acc SFT | acc RLVR | acc PR1 | perc. err. SFT | perc. err. RLVR | perc. err. PR1 "
-        "| p RLVR vs SFT (acc) | p PR1 vs SFT (acc) | p PR1 vs RLVR (perc.) | seconds |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| lucky SFT/RLVR/PR1 | p RLVR vs SFT (acc) | p PR1 vs SFT (acc) | p PR1 vs RLVR (perc.) | seconds |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in reports:
@@ -65,6 +66,8 @@ def table(reports: list[dict]) -> str:
             + " | ".join(pct(m[k]["accuracy"]) for k in ("sft", "rlvr", "perception-r1"))
             + " | "
             + " | ".join(pct(m[k]["perception_error_rate"]) for k in ("sft", "rlvr", "perception-r1"))
+            + " | "
+            + "/".join(str(r["numbers"][f"breakdown_{k}"]["lucky"]) for k in ("sft", "rlvr", "perception-r1"))
             + f" | {p_of(r, 'sft', 'rlvr', 'accuracy')} | {p_of(r, 'sft', 'perception-r1', 'accuracy')}"
             + f" | {p_of(r, 'rlvr', 'perception-r1', 'perception')} | {r['wall']:.0f} |"
         )
@@ -83,7 +86,8 @@ def main() -> None:
     (args.out / "reports.json").write_text(json.dumps(reports, indent=1) + "\n")
     print(table(reports))
     for r in reports:
-        print(f"seed {r['seed']}: {r.get('verdict', 'failed')}")
+        checked = {m["model"]: m["checked"] for m in r.get("models", [])}
+        print(f"seed {r['seed']}: {r.get('verdict', 'failed')}; checked {checked}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,22 @@ def read_jsonl(path: Path) -> list[dict]:
         ("the left shape is red", "the left shape is blue; the right shape is red.", "contradicted"),
         ("the left shape is red", "The left circle is red and the right one is blue.", "consistent"),
         ("the right shape is red", "the left shape is red; the right shape is green.", "contradicted"),
-        ("the right shape is red", "I see a red shape.", "absent"),  # no place named
+        ("the right shape is red", "I see a red shape.", "absent"),  # no place named: no credit by words
+        ("the left shape is red", "I see a red shape.", "absent"),
+        (
+            "the left shape is red",
+            "the left shape is red; the left shape is blue",
+            "contradicted",
+        ),  # one colour
+        (
+            "the left shape is red",
+            "The shape on the left is blue, the shape on the right is red.",
+            "contradicted",
+        ),
+        ("the left shape is red", "The left shape is not red.", "contradicted"),
+        ("the left shape is blue", "The left shape is not red; it is blue.", "absent"),  # a true negation
+        ("the right shape is blue", "the right shape is a green square. blue", "contradicted"),
+        ("the left shape is red", "the left one is red", "consistent"),
         ("the largest shape is blue", "The largest shape is coloured orange.", "contradicted"),
         ("there are 3 red circles", "there are 2 red circles", "contradicted"),
         ("there are 3 red circles", "There are 3 red circles and 1 blue square.", "consistent"),

@@ -149,3 +149,17 @@ def test_workers_that_cannot_start_are_a_clear_error(tmp_path: Path, monkeypatch
     with pytest.raises(SandboxError, match="cannot start:\nNo module named prcli"):
         pool.map([("1", "1")])
     assert pool.stats.restarts < 5
+
+
+def test_word_answers_are_compared_as_words_not_algebra() -> None:
+    """math-verify alone read `no` as n*o and accepted `on`, `o n`, `n*o`; `blue` accepted `bleu`."""
+    for wrong, gold in [("on", "no"), ("o n", "no"), ("n*o", "no"), ("sey", "yes"), ("bleu", "blue")]:
+        assert not math_equal(f"\\boxed{{{wrong}}}", gold), (wrong, gold)
+    for said, gold in [
+        ("\\boxed{No}", "no"),
+        ("\\boxed{\\text{blue}}", "blue"),
+        ("The answer is yes.", "yes"),
+    ]:
+        assert math_equal(said, gold), (said, gold)
+    assert accuracy_reward("<think>x</think><answer>\\boxed{on}</answer>", "no") == 0.0
+    assert math_equal("\\boxed{12}", "12") and math_equal("\\boxed{B}", "B")  # numbers, letters as before

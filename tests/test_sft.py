@@ -125,3 +125,13 @@ def test_a_fresh_run_never_mixes_with_an_earlier_one(tiny_model_dir: Path, tmp_p
         "checkpoint-2",
         "checkpoint-3",
     ]
+
+
+def test_overwrite_never_removes_an_input(tiny_model_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    data = with_cots(run, n=2)  # the data lives in the folder of an earlier run
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    args = ["sft", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(run), "--max-steps", "1"]
+    result = runner.invoke(app, [*args, "--batch-size", "2", "--max-pixels", "3136", "--overwrite"])
+    assert result.exit_code != 0 and "would remove" in result.output, result.output
+    assert data.is_file() and (run / "metrics.jsonl").read_text() == '{"step": 1}\n'

@@ -159,3 +159,13 @@ def test_pr_tasks_writes_both_splits(tmp_path):
 
     bad = CliRunner().invoke(app, ["tasks", "-o", str(tmp_path / "c"), "--kinds", "hexagons"])
     assert bad.exit_code != 0 and "unknown task kind" in bad.output and not (tmp_path / "c").exists()
+
+
+def test_a_shared_figure_between_the_splits_is_refused(tmp_path, monkeypatch):
+    import prcli.tasks as tasks
+
+    same = tasks.generate(3, seed=0, kinds=["side_colour"])
+    monkeypatch.setattr(tasks, "generate", lambda n, seed, kinds=None, size=112: same[:n])
+    with pytest.raises(ValueError, match="also training items"):
+        tasks.write_splits(tasks.TasksConfig(out=tmp_path / "x", train_size=3, test_size=2))
+    assert not (tmp_path / "x").exists()

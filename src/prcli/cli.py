@@ -564,10 +564,17 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
     )
     console.print(
         table(
-            "McNemar (exact): b = only A right / error-free, c = only B",
-            ["A vs B", "outcome", "n", "b", "c", "p"],
+            "McNemar (exact) on held-out items: only A / only B = right (or error-free) in one model only",
+            ["A vs B", "outcome", "n", "only A", "only B", "p"],
             [
-                [f"{t['a']} vs {t['b']}", t["outcome"], t["n"], t["b_"], t["c"], f"{t['p_value']:.3g}"]
+                [
+                    f"{t['a']} vs {t['b']}",
+                    t["outcome"],
+                    t["n"],
+                    t["only_a"],
+                    t["only_b"],
+                    f"{t['p_value']:.3g}",
+                ]
                 for t in summary.tests
             ],
         )

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from prcli.config import StageConfig
+from prcli.errors import StageError
 from prcli.jsonl import InputError
 
 DEMO_KINDS = ("side_colour", "same_colour")
@@ -59,7 +60,7 @@ GRPO_LR = 1e-4
 
 class DemoConfig(StageConfig):
     out: Path = Field(Path("demo-out"), description="Folder for every artifact of the demo.")
-    quick: bool = Field(False, description="A smoke run of every stage on a few items (about a minute).")
+    quick: bool = Field(False, description="A smoke run of every stage on a few items (about 15 s).")
     train_size: int | None = Field(None, ge=4, description="Training problems (default 1000; quick 24).")
     test_size: int | None = Field(None, ge=2, description="Held-out problems (default 200; quick 12).")
     kinds: list[str] = Field(
@@ -78,7 +79,13 @@ class DemoConfig(StageConfig):
         self.kinds = [k.strip() for value in self.kinds for k in value.split(",") if k.strip()]
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown or not self.kinds:
-            raise ValueError(f"unknown figure kind(s) {unknown}; known: {', '.join(KINDS)}")
+            raise ValueError(
+                f"unknown figure kind(s) {unknown or ['(none given)']}; known: {', '.join(KINDS)}"
+            )
+        if self.budget.train_size < self.budget.prompts_per_step:
+            raise ValueError(
+                f"train_size {self.budget.train_size} is below the {self.budget.prompts_per_step} prompts of a GRPO step"
+            )
         return self
 
     @property
@@ -106,16 +113,6 @@ class DemoSummary:
     verdict: str = ""  # the comparison the demo makes, in one line
 
 
-def breakdown_line(cell: dict[str, Any]) -> str:
-    """One model's failure breakdown in words (`pr diagnose`'s overall cell)."""
-    share = cell["perception_share"]
-    return (
-        f"{cell['failures']} failures: {cell['perception']} perception, {cell['reasoning']} reasoning, "
-        f"{cell['unknown_failures']} unknown; perception share "
-        + (f"{share:.0%}" if share is not None else "n/a (no failure checkable)")
-    )
-
-
 def model_row(name: str, items: Path, labels: Path) -> dict[str, Any]:
     """Held-out accuracy and perception-error rate of one model, each with its 95% Wilson interval.
 
@@ -124,7 +121,11 @@ def model_row(name: str, items: Path, labels: Path) -> dict[str, Any]:
     from prcli.stats import proportion_ci
 
     rows = [json.loads(x) for x in items.read_text(encoding="utf-8").splitlines()]
-    marks = [json.loads(x)["perception_error"] for x in labels.read_text(encoding="utf-8").splitlines()]
+    by_id = {
+        (lab := json.loads(x))["id"]: lab["perception_error"]
+        for x in labels.read_text(encoding="utf-8").splitlines()
+    }
+    marks = [by_id.get(r["id"]) for r in rows]  # an item without a label is unchecked, never dropped
     correct = sum(bool(r["correct"]) for r in rows)
     checked = [m for m in marks if m is not None]
     errors = sum(bool(m) for m in checked)
@@ -309,6 +310,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
                 )
             )
             files[f"eval {name}"] = result.out / "items.jsonl"
+            if result.failed or result.summary["n"] != budget.test_size:
+                raise StageError(
+                    f"pr eval of {name}: {result.summary['n']} of {budget.test_size} held-out items scored, "
+                    f"{result.failed} failed ({result.first_error}); the comparison needs all of them"
+                )
             said.append(f"{name} {result.summary['accuracy']:.1f}%")
         return f"held-out accuracy: {', '.join(said)} (chance {chance:.1%})"
 
@@ -325,6 +331,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
                 )
             )
             files[f"perception labels {name}"] = result.out
+            if result.failed:
+                raise StageError(f"pr diagnose of {name}: {result.failed} item(s) failed; see {result.out}")
             summary.numbers[f"breakdown_{name}"] = result.summary["overall"]
             row = model_row(name, files[f"eval {name}"], result.out)
             summary.models.append(row)
@@ -350,7 +358,15 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
                 o = test.overall
                 result[f"{a} vs {b}: {outcome}"] = test.as_dict()
                 summary.tests.append(
-                    {"a": a, "b": b, "outcome": outcome, "n": o.n, "b_": o.b, "c": o.c, "p_value": o.p_value}
+                    {
+                        "a": a,
+                        "b": b,
+                        "outcome": outcome,
+                        "n": o.n,
+                        "only_a": o.b,
+                        "only_b": o.c,
+                        "p_value": o.p_value,
+                    }
                 )
         (out / "mcnemar.json").write_text(json.dumps(result, indent=2) + "\n")
         files["mcnemar"] = out / "mcnemar.json"

@@ -176,16 +176,19 @@ def plot_models(rows: Sequence[dict[str, Any]], out: Path, chance: float | None 
         low = [v - 100 * r[ci_key][0] if r[ci_key] else 0.0 for v, r in zip(values, rows, strict=True)]
         high = [100 * r[ci_key][1] - v if r[ci_key] else 0.0 for v, r in zip(values, rows, strict=True)]
         bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(rows))], yerr=[low, high], capsize=5)
-        for bar, v, r in zip(bars, values, rows, strict=True):  # at the foot of the bar: clear of lines
-            said = f"{v:.1f}%\nn={r[count]}" if r[key] is not None else "n/a"
+        for bar, v, r, up in zip(bars, values, rows, high, strict=True):
+            # inside the bar's foot, clear of the lines; above a short bar's interval; no bar is "n/a", not 0%
+            tall = r[key] is not None and v >= 12
+            said = f"{v:.1f}%\nn={r[count]}" if r[key] is not None else "n/a\n(none checked)"
+            x = bar.get_x() + bar.get_width() / 2
             ax.text(
-                bar.get_x() + bar.get_width() / 2,
-                2,
+                x,
+                2 if tall else v + up + 1.5,
                 said,
                 ha="center",
                 va="bottom",
                 fontsize=8,
-                color="white",
+                color="white" if tall else "black",
             )
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("% (95% Wilson interval)")

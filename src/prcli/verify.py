@@ -49,15 +49,56 @@ def choice_letter(text: str) -> str | None:
     return bare.group(1) if bare else None
 
 
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (or `\\fbox{}`) with balanced braces; `\\text{}` unwrapped."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    for start in reversed(starts):
+        depth, i = 1, start
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            content = text[start : i - 1].strip()
+            inner = re.fullmatch(r"\\text(?:bf)?\{(.*)\}", content, re.DOTALL)
+            return inner.group(1).strip() if inner else content
+    return None
+
+
+_WORDS = re.compile(r"[A-Za-z]{2,}(?: [A-Za-z]+)*")
+# words math-verify reads as the constants or values they name
+_MATH_WORDS = {"pi", "inf", "infinity", "oo", "undefined", "nan"}
+
+
+def _word_answer(prediction: str, gold: str) -> bool | None:
+    """A gold that is a word or words (a colour, yes/no, a name) is compared as words; None otherwise.
+
+    math-verify reads `no` as the product n*o, which `on` and `o n` equal, and `blue` as b*l*u*e
+    (`bleu`). The answer is the last `\\boxed{}` when there is one, else the response's last word."""
+    if not _WORDS.fullmatch(gold.strip()) or gold.strip().lower() in _MATH_WORDS:
+        return None
+    said = last_boxed(prediction)
+    if said is None:
+        words = re.findall(r"[A-Za-z]+", prediction)
+        said = words[-1] if words else ""
+
+    def plain(text: str) -> str:
+        return " ".join(re.findall(r"[a-z]+", text.lower()))
+
+    return plain(said) == plain(gold)
+
+
 def math_equal(prediction: str, gold: str) -> bool:
     """True iff `prediction` (free text, LaTeX, `\\boxed{}`) states the same answer as `gold`.
 
-    A single-letter gold (a multiple-choice option) is compared as a letter; everything else with
-    math-verify's symbolic and numeric equivalence.
+    A single-letter gold (a multiple-choice option) is compared as a letter, a gold of words as words
+    (`_word_answer`); everything else with math-verify's symbolic and numeric equivalence.
     """
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
 
     try:
+        words = _word_answer(prediction, gold)
+        if words is not None:
+            return words
         letter = _LETTER.match(gold.strip())
         if letter:
             chosen = choice_letter(prediction)

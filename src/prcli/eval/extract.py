@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from prcli.verify import last_boxed
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # How `method` says the rules found no answer; such items are scored wrong, never guessed right.
 UNDECIDED_METHODS = frozenset({"raw", "empty", "random", "unmatched"})
@@ -69,21 +71,6 @@ class Extraction:
         """What to hand math-verify: an extracted answer boxed (bare LaTeX such as `2\\sqrt{3}` is
         otherwise read as `2`), an undecided response as it is."""
         return f"\\boxed{{{self.text}}}" if self.decided else self.text
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{}`) with balanced braces; `\\text{}` unwrapped."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    for start in reversed(starts):
-        depth, i = 1, start
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            content = text[start : i - 1].strip()
-            inner = re.fullmatch(r"\\text(?:bf)?\{(.*)\}", content, re.DOTALL)
-            return inner.group(1).strip() if inner else content
-    return None
 
 
 def _unwrap(text: str) -> str:

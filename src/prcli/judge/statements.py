@@ -5,6 +5,9 @@ arc named by its points, `AB = 6`, `angle B is 40`; the colour of a shape named 
 left shape is red`; a count, `there are 3 red circles`) only with other values, or puts the fact's
 two named lines in the opposite relation (parallel vs perpendicular); `consistent` when its key
 terms appear in the response (`prcli.judge.lexical`) and it is not contradicted; `absent` otherwise.
+A colour or count fact is `consistent` only where the response states it in one of these forms (its
+words elsewhere earn nothing); a shape has one colour, so any other colour stated for its place
+contradicts. Counts split over sentences (`2 ... and 1 ..., 3 in all`) are read as other values.
 The lexical judge (`pr judge --backend lexical`, the demo's perception reward) counts a fact as
 reflected when it is `consistent`: naming the right words with the wrong value earns nothing. A value that starts a
 computation (`AB = 2 * 3`), an unknown (`AB = 2x`) or a further equation (`AB = 6 = ...`) is not a
@@ -51,12 +54,17 @@ _DISTANCE_TARGET = re.compile(
 # Rule "chain of quantities": `angle A = angle C = 45` states 45 for C and, through the chain of bare
 # quantities before it, for A; `Q = expr = V` does not reach Q, since the expression is no bare quantity.
 _CHAIN_HEAD = re.compile(r"(?:\b(?P<kind>angle|arc)\s+)?\b(?P<name>[A-Z]{1,3})\s*=\s*$")
-# A colour given to a shape named by its place (`the left shape is red`, `the largest circle is
-# blue`): the subject is the place, whatever the shape is called.
+# A colour given to a shape named by its place (`the left shape is red`, `the largest circle is a blue
+# one`, `the shape on the right is not green`, `the top shape: red`): the subject is the place,
+# whatever the shape is called. A shape has one colour: any other colour stated for its place
+# contradicts the fact; a negated one (`is not red`) only contradicts `red`.
 _PLACES = "left|right|top|bottom|upper|lower|middle|largest|smallest|biggest|leftmost|rightmost|first|last"
+_SHAPE_WORD = r"(?:shape|circle|square|triangle|one|object)"
+_COLOUR_WORD = "|".join(sorted(COLOURS))
 _COLOUR_STATEMENT = re.compile(
-    rf"\bthe\s+(?P<place>{_PLACES})\s+(?:shape|circle|square|triangle|one|object)\s+"
-    rf"(?:is|was|looks|appears)\s+(?:(?:coloured|colored)\s+)?(?P<value>{'|'.join(sorted(COLOURS))})\b",
+    rf"\bthe\s+(?:(?P<place>{_PLACES})\s+{_SHAPE_WORD}|{_SHAPE_WORD}\s+on\s+the\s+(?P<side>left|right|top|bottom))"
+    rf"\s*(?::\s*|(?:is|was|looks|appears)\s+(?P<neg>not\s+)?(?:(?:coloured|colored)\s+)?(?:an?\s+)?)"
+    rf"(?P<value>{_COLOUR_WORD})\b",
     re.IGNORECASE,
 )
 # A count (`there are 3 red circles`, `there is 1 blue square`): the subject is what is counted.
@@ -113,24 +121,18 @@ def stated_values(text: str) -> dict[str, set[str]]:
 
 
 def stated_attributes(text: str) -> dict[str, set[str]]:
-    """{subject: values} of the colour and count statements (rules above)."""
+    """{subject: values} of the colour and count statements (rules above); a negated colour is `not red`."""
     out: dict[str, set[str]] = {}
     for m in _COLOUR_STATEMENT.finditer(text):
-        out.setdefault(f"colour of the {m.group('place').lower()} shape", set()).add(m.group("value").lower())
+        place = (m.group("place") or m.group("side")).lower()
+        value = ("not " if m.group("neg") else "") + m.group("value").lower()
+        out.setdefault(f"colour of the {place} shape", set()).add(value)
     for m in _COUNT_STATEMENT.finditer(text):
         n = m.group("n").lower()
         counted = m.group("what").lower().removesuffix("s")
         out.setdefault(f"number of {counted}s", set()).add(
             _NUMBER_WORDS.get(n, canonical_number(n) if n.isdigit() else n)
         )
-    return out
-
-
-def _stated(text: str) -> dict[str, set[str]]:
-    """Every quantity and attribute the text states, with its values."""
-    out = stated_values(_plain_lines(text))
-    for subject, values in stated_attributes(normalise(text)).items():
-        out.setdefault(subject, set()).update(values)
     return out
 
 
@@ -159,14 +161,31 @@ class StatedResponse:
     index: ResponseIndex
     values: dict[str, set[str]]
     relations: list[tuple[frozenset[str], set[str]]]
+    attributes: dict[str, set[str]]
 
     @classmethod
     def of(cls, response: str) -> StatedResponse:
-        return cls(ResponseIndex.of(response), _stated(response), _relations(response))
+        return cls(
+            ResponseIndex.of(response),
+            stated_values(_plain_lines(response)),
+            _relations(response),
+            stated_attributes(normalise(response)),
+        )
+
+
+def _attribute_contradicted(subject: str, values: set[str], said: set[str]) -> bool:
+    if subject.startswith("colour of"):  # one colour per shape
+        negated = {v.removeprefix("not ") for v in said if v.startswith("not ")}
+        return bool({v for v in said if not v.startswith("not ")} - values or negated & values)
+    return bool(said) and not values & said  # a count: stated only with other numbers
 
 
 def fact_verdict(fact: str, response: StatedResponse) -> Verdict:
-    for subject, values in _stated(fact).items():
+    attributes = stated_attributes(normalise(fact))
+    for subject, values in attributes.items():
+        if _attribute_contradicted(subject, values, response.attributes.get(subject, set())):
+            return "contradicted"
+    for subject, values in stated_values(_plain_lines(fact)).items():
         said = response.values.get(subject)
         if said and not (values & said):
             return "contradicted"
@@ -174,6 +193,11 @@ def fact_verdict(fact: str, response: StatedResponse) -> Verdict:
         for said_lines, said in response.relations:
             if lines <= said_lines and not (relations & said) and {_OPPOSITE[r] for r in relations} & said:
                 return "contradicted"
+    if attributes:  # a colour or count fact holds only where the response states it, not by its words
+        stated = all(
+            values & response.attributes.get(subject, set()) for subject, values in attributes.items()
+        )
+        return "consistent" if stated else "absent"
     return "consistent" if reflected(fact, response.index) else "absent"
 
 

@@ -21,6 +21,7 @@ from prcli.train.checkpoints import (
     check_fresh_start,
     check_same_prompts,
     checkpoint_step,
+    clear_earlier_run,
     prompt_text_hash,
     resume_checkpoint,
     trim_logs,
@@ -118,7 +119,7 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     model_path = check_model(cfg.model)
     args = build_sft_config(cfg)  # before the model: sets up the process group / DeepSpeed (see train)
     check_final_save(args)
-    check_fresh_start(out, cfg.resume, cfg.overwrite)
+    check_fresh_start(out, cfg.resume, cfg.overwrite, (Path(cfg.model), cfg.data))
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {"prompt_text_hash": prompt_text_hash(cfg.prompt_template)}
     if checkpoint is not None:
@@ -147,6 +148,10 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     check_master_weights(trainer)
     if not cfg.verbose:
         replace_trl_output(trainer)
+    if cfg.overwrite and out.is_dir():  # only now, every input loaded: a failed start keeps the earlier run
+        if main_process():
+            clear_earlier_run(out)
+        trainer.accelerator.wait_for_everyone()
     out.mkdir(parents=True, exist_ok=True)
     if main_process():
         import prcli

@@ -16,14 +16,37 @@ log = logging.getLogger("prcli.train")
 
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-# What a run leaves in its folder: a fresh run beside them would mix its logs into theirs.
+# What a run leaves in its folder (logs, config, checkpoints, the final model and processor, TRL's
+# model card, TensorBoard logs): a fresh run beside them would mix its logs into theirs, and stale
+# weight shards beside new ones would be read as one model.
 _RUN_FILES = ("metrics.jsonl", "completions.jsonl", "config.yaml")
+_RUN_OUTPUTS = (
+    *_RUN_FILES,
+    "checkpoint-*",
+    "adapter",
+    "runs",
+    "README.md",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "*.bin",
+    "*.bin.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.*",
+    "*preprocessor_config.json",
+    "processor_config.json",
+)
 
 
-def check_fresh_start(out: Path, resume: bool, overwrite: bool) -> None:
+def check_fresh_start(out: Path, resume: bool, overwrite: bool, inputs: tuple[Path | None, ...] = ()) -> None:
     """A new run starts in a folder without an earlier run: `--resume` continues that run, `--overwrite`
-    removes its folder first; otherwise it is an error (a fresh run used to append its metrics to the
-    old run's and leave the old checkpoints beside its own)."""
+    replaces it (`clear_earlier_run`, once every input has loaded); otherwise it is an error (a fresh
+    run used to append its metrics to the old run's and leave the old checkpoints beside its own)."""
     if resume and overwrite:
         raise StageError("--resume continues the earlier run and --overwrite removes it: choose one")
     if resume or not out.is_dir():
@@ -34,10 +57,28 @@ def check_fresh_start(out: Path, resume: bool, overwrite: bool) -> None:
     if not overwrite:
         raise StageError(
             f"{out} holds an earlier run ({', '.join(sorted(earlier)[:4])}): --resume to continue it, "
-            "--overwrite to start again (removes the folder), or another output folder"
+            "--overwrite to replace it, or another output folder"
         )
-    if main_process():
-        shutil.rmtree(out)
+    inside = [p for p in inputs if p is not None and p.resolve().is_relative_to(out.resolve())]
+    if inside:
+        raise StageError(
+            f"--overwrite would remove {inside[0]}, an input of this run, with the earlier run in {out}"
+        )
+
+
+def clear_earlier_run(out: Path) -> list[str]:
+    """Remove what an earlier run wrote in `out` (`_RUN_OUTPUTS`); anything else stays. Main process only."""
+    removed = []
+    for pattern in _RUN_OUTPUTS:
+        for path in sorted(out.glob(pattern)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path.name)
+    if removed:
+        log.warning("--overwrite: removed the earlier run's %s from %s", ", ".join(removed[:6]), out)
+    return removed
 
 
 _FULL_WEIGHTS = (

@@ -18,6 +18,7 @@ from prcli.train.checkpoints import (
     check_fresh_start,
     check_same_prompts,
     checkpoint_step,
+    clear_earlier_run,
     prompt_text_hash,
     resume_checkpoint,
     trim_logs,
@@ -85,7 +86,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     # model in host memory; FSDP's cpu_ram_efficient_loading needs the process group to exist.
     grpo_args = build_grpo_config(cfg)
     check_final_save(grpo_args)
-    check_fresh_start(out, cfg.resume, cfg.overwrite)
+    check_fresh_start(out, cfg.resume, cfg.overwrite, (Path(cfg.model), cfg.data, cfg.eval_data))
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {
         "prompt_text_hash": prompt_text_hash(cfg.prompt_template),
@@ -129,6 +130,10 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     check_master_weights(trainer)
     if not cfg.verbose:
         replace_trl_output(trainer)
+    if cfg.overwrite and out.is_dir():  # only now, every input loaded: a failed start keeps the earlier run
+        if main_process():
+            clear_earlier_run(out)
+        trainer.accelerator.wait_for_everyone()
     out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
     if main_process():
         import prcli
