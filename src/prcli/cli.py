@@ -517,7 +517,7 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
 
     No GPU, no server, no download: draws figures whose answer must be seen, builds a tiny Qwen2.5-VL,
     annotates the CoTs, runs pr sft, two pr train arms, pr eval, pr diagnose, pr mcnemar and plots.
-    About 4.5 minutes on two CPU cores; --quick runs every stage on a few items.
+    About 4 minutes on two CPU cores; --quick runs every stage on a few items.
     """
     from prcli.demo import run_demo
 

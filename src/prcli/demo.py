@@ -11,7 +11,7 @@
    error" for each pair; 9. plots.
 
 The tiny model starts blind: everything it perceives it learns here, on two CPU cores. The budget
-(steps, learning rates, sizes) keeps the default run under 8 minutes (4.5 measured on two cores);
+(steps, learning rates, sizes) keeps the default run under 8 minutes (4 measured on two cores);
 `--quick` runs every stage on a handful of items (a smoke test, numbers meaningless). What three seeds
 show, GRPO included, is in README and benchmarks/RESULTS.md.
 """
