@@ -103,6 +103,13 @@ def test_resume_continues_the_step_count(tiny_model_dir: Path, tmp_path: Path) -
     assert result.exit_code == 1 and "prompt_text_hash differ(s)" in result.output, result.output
     assert (run / "config.yaml").read_text() == before and not (run / "checkpoint-5").exists()
 
+    # so is going on under other lexical judge rules (a run started by an older prcli)
+    assert "judge_rules: lexical-v2" in before
+    (run / "config.yaml").write_text(before.replace("judge_rules: lexical-v2", "judge_rules: lexical-v1"))
+    result = runner.invoke(app, [*base, "--max-steps", "5", "--resume"])
+    assert result.exit_code == 1 and "judge_rules differ(s)" in result.output, result.output
+    assert not (run / "checkpoint-5").exists()
+
 
 def test_kl_is_logged_when_on(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = annotated_set(tmp_path)

@@ -240,7 +240,8 @@ def prompt_text_hash(template: str) -> str:
 def check_same_prompts(out: Path, current: dict[str, str | None]) -> None:
     """A resumed run goes on with the texts it started with: the policy's prompt and the judge's.
 
-    `current` maps config.yaml keys (`prompt_text_hash`, `judge_prompt_sha256`) to this run's hashes.
+    `current` maps config.yaml keys (`prompt_text_hash`, `judge_prompt_sha256`, `judge_rules`) to this
+    run's values.
     A changed template or judge prompt file would train the second half of the run on another
     signal with nothing to say so (config.yaml is rewritten on resume).
     """
@@ -254,8 +255,9 @@ def check_same_prompts(out: Path, current: dict[str, str | None]) -> None:
     if changed:
         raise StageError(
             f"--resume: {', '.join(changed)} differ(s) from {out / 'config.yaml'}: the run would go on with "
-            "another prompt text than it started with; resume with the same --prompt-template and "
-            "--judge-prompt file, or train into a new output folder"
+            "another prompt text or judge rules than it started with; resume with the same --prompt-template "
+            "and --judge-prompt file (and prcli version, for the lexical judge's rules), or train into a new "
+            "output folder"
         )
     unknown = [k for k in current if k not in saved]
     if unknown and main_process():

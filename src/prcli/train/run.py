@@ -12,6 +12,7 @@ from typing import Any
 from prcli.config import save_config
 from prcli.errors import StageError
 from prcli.judge.core import Judge, build_judge
+from prcli.judge.statements import LEXICAL_VERSION
 from prcli.models import check_model
 from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
@@ -91,6 +92,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     prompts = {
         "prompt_text_hash": prompt_text_hash(cfg.prompt_template),
         "judge_prompt_sha256": judge.prompt_sha256,
+        "judge_rules": LEXICAL_VERSION if cfg.judge == "lexical" else None,  # the lexical judge's rules
     }
     if checkpoint is not None:
         check_same_prompts(out, prompts)
