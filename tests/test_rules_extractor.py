@@ -132,3 +132,10 @@ def test_inferences_and_computations_are_dropped(sentence: str) -> None:
 )
 def test_whole_cots_keep_readings_and_drop_the_rest(cot: str, expected: list[str]) -> None:
     assert rules_annotations(cot) == expected
+
+
+def test_colour_statements_about_shapes_are_facts_letters_are_not() -> None:
+    cot = "<think>\nFrom the figure, the left shape is blue; the right shape is orange. The left shape is blue.\n</think>"
+    assert rules_annotations(cot) == ["The left shape is blue.", "The right shape is orange."]
+    assert rules_annotations("The bar for 2019 is red.") == ["The bar for 2019 is red."]
+    assert rules_annotations("The circle is x. The shape is a.") == []  # a letter names no colour

@@ -100,7 +100,6 @@ _HYPOTHETICAL = re.compile(r"\b(if|suppose|assum\w*|would|could|should|must|migh
 _FIGURE_PART = re.compile(
     r"\b(sides?|edges?|lengths?|widths?|heights?|bases?|legs?|hypotenuse|radius|radii|diameter|altitude|"
     r"segments?|lines?|arcs?|chords?|angles?|bars?|columns?|slices?|sectors?|points?|vertex|vertices|"
-    r"shapes?|circles?|squares?|triangles?|objects?|"
     r"coordinates?|values?|readings?|labels?|depth|distance|measure)\b|\\angle|∠|(?-i:\b[A-Z]{2,3}\b)",
     re.IGNORECASE,
 )
@@ -131,6 +130,7 @@ _STATEMENT = re.compile(
     rf"(?:\s*(?:{_UNIT}))?(?:\s+(?:long|tall|wide|high|in length))?$",
     re.IGNORECASE,
 )
+_SHAPE_PART = re.compile(r"\b(shapes?|circles?|squares?|triangles?|objects?|regions?)\b", re.IGNORECASE)
 # A count of things in the picture: "There are 4 red cubes", "there is one triangle". Counts of
 # solutions, ways or cases are reasoning.
 _NUMBER_WORD = r"\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
@@ -173,7 +173,10 @@ def _is_plain_statement(clause: str) -> bool:
         if statement is None:
             return False
         lhs = statement["subject"] + " " + statement["verb"]
-        if _DERIVED.search(statement["subject"]) or not _FIGURE_PART.search(lhs) or len(lhs.split()) > 8:
+        part_of_figure = _FIGURE_PART.search(lhs) or (  # "The left shape is red": a colour names a shape
+            statement["value"].lower() in COLOURS and _SHAPE_PART.search(lhs)
+        )
+        if _DERIVED.search(statement["subject"]) or not part_of_figure or len(lhs.split()) > 8:
             return False
     return True
 
