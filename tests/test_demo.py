@@ -96,7 +96,7 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
 
 def test_demo_refuses_an_unknown_kind(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--kinds", "hexagons"])
-    assert result.exit_code != 0 and "unknown figure kind" in result.output
+    assert result.exit_code != 0 and "unknown task kind" in result.output and "hexagons" in result.output
     assert not (tmp_path / "d").exists()
 
 

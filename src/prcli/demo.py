@@ -74,14 +74,11 @@ class DemoConfig(StageConfig):
 
     @model_validator(mode="after")
     def _kinds_known(self) -> DemoConfig:
-        from prcli.tasks import KINDS
+        from prcli.tasks import parse_kinds
 
-        self.kinds = [k.strip() for value in self.kinds for k in value.split(",") if k.strip()]
-        unknown = [k for k in self.kinds if k not in KINDS]
-        if unknown or not self.kinds:
-            raise ValueError(
-                f"unknown figure kind(s) {unknown or ['(none given)']}; known: {', '.join(KINDS)}"
-            )
+        self.kinds = parse_kinds(self.kinds)
+        if not self.kinds:
+            raise ValueError("no figure kind given (--kinds)")
         if self.budget.train_size < self.budget.prompts_per_step:
             raise ValueError(
                 f"train_size {self.budget.train_size} is below the {self.budget.prompts_per_step} prompts of a GRPO step"

@@ -165,11 +165,9 @@ class StatedResponse:
 
     @classmethod
     def of(cls, response: str) -> StatedResponse:
+        index = ResponseIndex.of(response)  # its text is the normalised response
         return cls(
-            ResponseIndex.of(response),
-            stated_values(_plain_lines(response)),
-            _relations(response),
-            stated_attributes(normalise(response)),
+            index, stated_values(_plain_lines(response)), _relations(response), stated_attributes(index.text)
         )
 
 

@@ -17,6 +17,8 @@ from prcli.train.config import (
     LoraOn,
     LoraRank,
     LoraTargets,
+    Overwrite,
+    Resume,
 )
 from prcli.train.processes import world_size
 
@@ -57,10 +59,8 @@ class SFTStageConfig(StageConfig):
     lora_targets: LoraTargets = LORA_TARGETS
 
     seed: int = Field(42, description="Random seed.")
-    resume: bool = Field(False, description="Continue from the last checkpoint in the output folder.")
-    overwrite: bool = Field(
-        False, description="Start again in an output folder that holds an earlier run (removes the folder)."
-    )
+    resume: Resume = False
+    overwrite: Overwrite = False
     save_steps: int = Field(50, ge=1, description="Save a checkpoint every N steps.")
     save_total_limit: int | None = Field(None, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")

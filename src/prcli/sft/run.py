@@ -148,10 +148,8 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     check_master_weights(trainer)
     if not cfg.verbose:
         replace_trl_output(trainer)
-    if cfg.overwrite and out.is_dir():  # only now, every input loaded: a failed start keeps the earlier run
-        if main_process():
-            clear_earlier_run(out)
-        trainer.accelerator.wait_for_everyone()
+    if cfg.overwrite:
+        clear_earlier_run(out, trainer.accelerator)
     out.mkdir(parents=True, exist_ok=True)
     if main_process():
         import prcli

@@ -43,6 +43,7 @@ __all__ = [
     "chance_accuracy",
     "generate",
     "image_digest",
+    "parse_kinds",
     "write_splits",
     "write_tasks",
 ]
@@ -53,6 +54,13 @@ def _kinds(kinds: Sequence[str] | None) -> list[str]:
     unknown = [k for k in names if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown task kind(s) {unknown}; known: {', '.join(KINDS)}")
+    return names
+
+
+def parse_kinds(values: Sequence[str]) -> list[str]:
+    """Kind names from options given comma-separated or repeated; an unknown one is an error."""
+    names = [k.strip() for value in values for k in value.split(",") if k.strip()]
+    _kinds(names or None)
     return names
 
 
@@ -142,9 +150,7 @@ class TasksConfig(StageConfig):
     @field_validator("kinds")
     @classmethod
     def _known(cls, kinds: list[str]) -> list[str]:
-        names = [k.strip() for value in kinds for k in value.split(",") if k.strip()]
-        _kinds(names or None)
-        return names
+        return parse_kinds(kinds)
 
 
 def write_splits(cfg: TasksConfig) -> tuple[Path, Path]:

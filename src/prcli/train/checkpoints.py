@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from prcli.errors import StageError
 from prcli.jsonl import write_jsonl_atomic
@@ -66,19 +67,22 @@ def check_fresh_start(out: Path, resume: bool, overwrite: bool, inputs: tuple[Pa
         )
 
 
-def clear_earlier_run(out: Path) -> list[str]:
-    """Remove what an earlier run wrote in `out` (`_RUN_OUTPUTS`); anything else stays. Main process only."""
-    removed = []
-    for pattern in _RUN_OUTPUTS:
-        for path in sorted(out.glob(pattern)):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-            removed.append(path.name)
-    if removed:
-        log.warning("--overwrite: removed the earlier run's %s from %s", ", ".join(removed[:6]), out)
-    return removed
+def clear_earlier_run(out: Path, accelerator: Any) -> None:
+    """`--overwrite`: the main process removes what an earlier run wrote in `out` (`_RUN_OUTPUTS`;
+    anything else stays), then every process waits for it. Called once every input has loaded, so a
+    failed start keeps the earlier run."""
+    if main_process() and out.is_dir():
+        removed = []
+        for pattern in _RUN_OUTPUTS:
+            for path in sorted(out.glob(pattern)):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path.name)
+        if removed:
+            log.warning("--overwrite: removed the earlier run's %s from %s", ", ".join(removed[:6]), out)
+    accelerator.wait_for_everyone()
 
 
 _FULL_WEIGHTS = (

@@ -38,6 +38,14 @@ AdamBeta2 = Annotated[
         "gradients sooner, which helps a small model trained from scratch).",
     ),
 ]
+Resume = Annotated[bool, Field(description="Continue from the last checkpoint in the output folder.")]
+Overwrite = Annotated[
+    bool,
+    Field(
+        description="Replace an earlier run in the output folder: its logs, config, checkpoints and final "
+        "model are removed once every input has loaded (other files stay)."
+    ),
+]
 LoraOn = Annotated[bool, Field(description="Train LoRA adapters (PEFT) instead of all weights.")]
 LoraRank = Annotated[int, Field(ge=1, description="LoRA rank.")]
 LoraAlpha = Annotated[int, Field(ge=1, description="LoRA alpha.")]
@@ -185,10 +193,8 @@ class TrainConfig(StageConfig):
 
     # run
     seed: int = Field(42, description="Random seed (data order, sampling, initialisation of adapters).")
-    resume: bool = Field(False, description="Continue from the last checkpoint in the output folder.")
-    overwrite: bool = Field(
-        False, description="Start again in an output folder that holds an earlier run (removes the folder)."
-    )
+    resume: Resume = False
+    overwrite: Overwrite = False
     save_steps: int = Field(10, ge=1, description="Save a checkpoint every N steps.")
     save_total_limit: int | None = Field(None, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")

@@ -132,10 +132,8 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     check_master_weights(trainer)
     if not cfg.verbose:
         replace_trl_output(trainer)
-    if cfg.overwrite and out.is_dir():  # only now, every input loaded: a failed start keeps the earlier run
-        if main_process():
-            clear_earlier_run(out)
-        trainer.accelerator.wait_for_everyone()
+    if cfg.overwrite:
+        clear_earlier_run(out, trainer.accelerator)
     out.mkdir(parents=True, exist_ok=True)  # only now: every input is known to be good
     if main_process():
         import prcli
