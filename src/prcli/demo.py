@@ -276,14 +276,14 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
             rows = [json.loads(x) for x in result.metrics_path.read_text().splitlines()]
             k = max(1, len(rows) // 4)
 
-            def mean(key: str, part: list[dict[str, Any]]) -> float:
-                return sum(r.get(key) or 0.0 for r in part) / len(part)
+            def mean(key: str, part: list[dict[str, Any]]) -> str:  # over the steps that logged it
+                logged = [r[key] for r in part if r.get(key) is not None]
+                return f"{sum(logged) / len(logged):.2f}" if logged else "n/a"
 
             acc, per = "rewards/accuracy/mean", "rewards/perception/mean"
             return (
-                f"{result.global_step} steps; accuracy reward {mean(acc, rows[:k]):.2f} -> {mean(acc, rows[-k:]):.2f}, "
-                f"perception reward {mean(per, rows[:k]):.2f} -> {mean(per, rows[-k:]):.2f} "
-                "(first and last quarter)"
+                f"{result.global_step} steps; accuracy reward {mean(acc, rows[:k])} -> {mean(acc, rows[-k:])}, "
+                f"perception reward {mean(per, rows[:k])} -> {mean(per, rows[-k:])} (first and last quarter)"
             )
 
         return run
