@@ -98,6 +98,9 @@ def test_demo_refuses_an_unknown_kind(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--kinds", "hexagons"])
     assert result.exit_code != 0 and "unknown task kind" in result.output and "hexagons" in result.output
     assert not (tmp_path / "d").exists()
+    small = runner.invoke(app, ["demo", "--train-size", "5", "--out", str(tmp_path / "d")])
+    assert small.exit_code != 0 and "below the 8 prompts of a GRPO step" in small.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_pr_plot_on_run_files(tmp_path: Path) -> None:
