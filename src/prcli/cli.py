@@ -9,6 +9,7 @@ import typer
 
 from prcli import __version__
 from prcli.annotate.run import AnnotateConfig
+from prcli.cli_cache import cache_app
 from prcli.cli_common import config_command
 from prcli.demo import DemoConfig
 from prcli.diagnose.records import DiagnoseConfig
@@ -648,6 +649,9 @@ def tiny_model_cmd(
         raise fail(f"--family must be one of {', '.join(FAMILIES)}, got {family!r}", code=2)
     path = build_tiny_model(out_dir, family, seed=seed)  # type: ignore[arg-type]
     console.print(f"tiny {family} model written to [bold]{path}[/]")
+
+
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:
