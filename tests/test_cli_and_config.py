@@ -108,7 +108,12 @@ def test_cli_flags_win_over_yaml_which_wins_over_defaults(tmp_path: Path) -> Non
 def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("concurency: 3\n")
-    with pytest.raises(InputError, match=r"c.yaml: concurency: Extra inputs are not permitted"):
+    with pytest.raises(
+        InputError, match=r"c.yaml: concurency: not an option of this command; did you mean concurrency\?"
+    ):
+        resolve_config(DemoConfig, {}, set(), cfg)
+    cfg.write_text("zzz: 3\n")
+    with pytest.raises(InputError, match=r"c.yaml: zzz: not an option of this command$"):
         resolve_config(DemoConfig, {}, set(), cfg)
     cfg.write_text("concurrency: lots\n")
     with pytest.raises(InputError, match=r"c.yaml: concurrency: Input should be a valid integer"):

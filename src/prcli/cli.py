@@ -137,7 +137,7 @@ def convert_cmd(
 
 @app.command("train")
 @handle_errors
-@config_command(TrainConfig, short={"model": "-m", "output_dir": "-o"})
+@config_command(TrainConfig, short={"model": "-m", "output_dir": "-o"}, hidden=("extra_trl_args",))
 def train_cmd(cfg: TrainConfig, json_out: bool = False) -> None:
     """GRPO post-training with accuracy, format, repetition and visual perception rewards (TRL).
 

@@ -131,26 +131,54 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def known_names(cls: type[BaseModel]) -> set[str]:
+    """Every name a config accepts: its fields, its LLM connections' flat settings, and YAML aliases."""
+    from prcli.llm import Endpoint
+
+    names = set(cls.model_fields)
+    for prefix in endpoint_fields(cls).values():
+        names |= {prefix + sub for sub in Endpoint.model_fields}
+    return names | set(getattr(cls, "yaml_aliases", dict)())
+
+
+def _problem(where: Path, err: dict[str, Any], cls: type[BaseModel]) -> LineProblem:
+    field = ".".join(str(p) for p in err["loc"]) or None
+    message = err["msg"]
+    if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+        import difflib
+
+        near = difflib.get_close_matches(str(err["loc"][0]), sorted(known_names(cls)), n=3, cutoff=0.6)
+        message = "not an option of this command" + (f"; did you mean {', '.join(near)}?" if near else "")
+    return LineProblem(where, 0, message, field)
+
+
 def resolve_config(
     cls: type[C],
     cli_values: dict[str, Any],
     explicit: set[str],
     config_file: str | Path | None = None,
 ) -> C:
-    """Merge CLI values (their defaults included), a YAML file, and the flags given explicitly."""
+    """Merge CLI values (their defaults included), a YAML file, and the flags given explicitly.
+
+    A config class may take other tools' names in its YAML file (`pr train` takes TRL's): its
+    `from_yaml_names(values)` turns them into its own before the merge."""
     values = dict(cli_values)
+    where = Path(config_file) if config_file else Path("<command line>")
     if config_file is not None:
-        for k, v in flat_values(cls, load_config_file(config_file)).items():
+        given = flat_values(cls, load_config_file(config_file))
+        translate = getattr(cls, "from_yaml_names", None)
+        if translate is not None:
+            try:
+                given = translate(given)
+            except ValueError as exc:
+                raise InputError([LineProblem(where, 0, str(exc))]) from None
+        for k, v in given.items():
             if k not in explicit:
                 values[k] = v
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
-        where = Path(config_file) if config_file else Path("<command line>")
-        problems = [
-            LineProblem(where, 0, e["msg"], ".".join(str(p) for p in e["loc"]) or None) for e in exc.errors()
-        ]
-        raise InputError(problems) from None
+        raise InputError([_problem(where, e, cls) for e in exc.errors()]) from None
 
 
 def plain_values(value: Any) -> Any:

@@ -18,6 +18,7 @@ from prcli.llm import Endpoint
 from prcli.prompts import render_template
 from prcli.rewards import RewardWeights
 from prcli.train.processes import world_size
+from prcli.train.trl_names import ALIASES, apply_aliases, check_extra_trl_args
 
 VllmMode = Literal["off", "colocate", "server"]
 
@@ -219,9 +220,25 @@ class TrainConfig(StageConfig):
     skip_invalid: bool = Field(
         False, description="Skip bad input lines (written to a rejected file) instead of stopping."
     )
+    extra_trl_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="YAML only: any other setting of TRL's GRPOConfig, passed through unchanged (checked "
+        "against TRL's dataclass).",
+    )
+
+    @classmethod
+    def yaml_aliases(cls) -> dict[str, Any]:
+        return ALIASES
+
+    @classmethod
+    def from_yaml_names(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """TRL's names for our settings (num_train_epochs, per_device_train_batch_size, ...) become ours."""
+        return apply_aliases(values, set(cls.model_fields), "TRL names")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if self.extra_trl_args:
+            self.extra_trl_args = check_extra_trl_args(self.extra_trl_args, set(type(self).model_fields))
         if self.vllm == "server" and not self.vllm_server_url:
             raise ValueError("--vllm server needs --vllm-server-url")
         if self.vllm_sleep_mode and self.vllm != "colocate":
@@ -345,7 +362,16 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
         )
         if cfg.vllm == "server":
             kwargs["vllm_server_base_url"] = cfg.vllm_server_url
-    return GRPOConfig(**kwargs)
+    kwargs.update(cfg.extra_trl_args)
+    try:
+        return GRPOConfig(**kwargs)
+    except ValueError as exc:
+        if not cfg.extra_trl_args:
+            raise
+        given = ", ".join(cfg.extra_trl_args)
+        raise StageError(
+            f"TRL's GRPOConfig refused the settings with extra_trl_args ({given}): {exc}"
+        ) from None
 
 
 def lora_config(cfg: TrainConfig) -> Any:
