@@ -48,7 +48,7 @@ def make_trainer(model_dir: Path, tmp_path: Path, dual_clip: float | None) -> An
         per_device_batch_size=8,
         dual_clip=dual_clip,
     )
-    trainer = trainer_class(skip_weight_load=False)(
+    trainer = trainer_class(False, cfg.card(2))(
         model=AutoModelForImageTextToText.from_pretrained(str(model_dir)),
         reward_funcs=[lambda completions, **_: [0.0] * len(completions)] * 4,
         args=build_grpo_config(cfg),

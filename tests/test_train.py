@@ -480,7 +480,7 @@ def test_trl_calls_the_reward_functions_as_batch_rewards_expects(
     dataset, _ = load_dataset_rows(data, cfg, processor)
     with VerifierPool(workers=1) as pool:
         rewards = BatchRewards(build_judge(JudgeConfig()), pool=pool, samples_path=None)
-        trainer = trainer_class(skip_weight_load=False)(
+        trainer = trainer_class(False, cfg.card(2))(
             model=str(tiny_model_dir),
             reward_funcs=rewards.functions(),
             args=build_grpo_config(cfg),

@@ -42,6 +42,7 @@ from prcli.jsonl import (
     write_json_atomic,
 )
 from prcli.llm import Endpoint, LLMClient
+from prcli.model_card import add_eval_results, card_file
 from prcli.models import check_model, resolve_model
 from prcli.records import Prediction
 from prcli.runs import settings_hash
@@ -140,6 +141,12 @@ class EvalConfig(StageConfig):
     )
     skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
     overwrite: bool = Field(False, description=OVERWRITE_HELP)
+    model_card: Path | None = Field(
+        None,
+        description="Folder of a model trained by pr train / pr sft: its README.md model card gets the "
+        "accuracy in its model-index (shown on the Hub), replacing an earlier result of the same benchmark "
+        "and protocol. Whole benchmarks only, written once every item is scored.",
+    )
 
     @model_validator(mode="after")
     def _needs_a_source(self) -> EvalConfig:
@@ -147,6 +154,8 @@ class EvalConfig(StageConfig):
             raise ValueError("give --model (to generate) or --predictions (to score saved responses)")
         if self.protocol == "rules" and (self.extract_prompt or self.answer_judge_endpoint.prompt):
             raise ValueError("--extract-prompt and --answer-judge-prompt need --protocol official or paper")
+        if self.model_card is not None and self.limit:
+            raise ValueError("--model-card takes a whole benchmark's accuracy, not that of --limit items")
         return self
 
     def generation_endpoint(self) -> Endpoint:
@@ -482,6 +491,10 @@ def run_eval(
     keeps the model loaded across benchmarks."""
     started = time.monotonic()
     bench = get_benchmark(cfg.bench)
+    if cfg.model_card is not None:  # before any work: the card to write into, a benchmark it can name
+        card_file(cfg.model_card)
+        if not bench.hub.repo:
+            raise StageError(f"--model-card: {bench.name} is not a published benchmark the Hub could show")
     if cfg.decoding_preset == "official":  # from here on, the settings this run really uses
         cfg = cfg.model_copy(update=bench.official_decoding)
     out = cfg.out
@@ -531,6 +544,8 @@ def run_eval(
     write_failed(out / "failed.jsonl", failed)
     summary = _summary(cfg, bench, protocol, total, tally, reused, redone, failed)
     write_json_atomic(out / "summary.json", summary)
+    if cfg.model_card is not None and not failed:
+        add_eval_results(cfg.model_card, [card_result(bench, summary)])
     return EvalSummary(
         out,
         summary,
@@ -578,6 +593,17 @@ def _summary(
         }
     )
     return summary
+
+
+def card_result(bench: Benchmark, summary: dict[str, Any]) -> dict[str, Any]:
+    """One benchmark's entry of a model card's model-index."""
+    return {
+        "hub_id": bench.hub.repo,
+        "title": bench.title,
+        "split": bench.hub.split,
+        "accuracy": summary["accuracy"],
+        "protocol": summary["protocol"],
+    }
 
 
 # ----------------------------------------------------------------------------- several benchmarks

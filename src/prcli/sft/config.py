@@ -8,17 +8,21 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from prcli.config import StageConfig
+from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
 from prcli.train.config import (
     LORA_TARGETS,
     AdamBeta2,
+    HubModelId,
     LoraAlpha,
     LoraDropout,
     LoraOn,
     LoraRank,
     LoraTargets,
     Overwrite,
+    PushToHub,
     Resume,
+    hub_repo,
 )
 from prcli.train.processes import world_size
 
@@ -65,6 +69,8 @@ class SFTStageConfig(StageConfig):
     save_total_limit: int | None = Field(None, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
     report_to: Literal["none", "tensorboard", "wandb"] = Field("none", description="Experiment tracker.")
+    push_to_hub: PushToHub = False
+    hub_model_id: HubModelId = None
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where to train (auto: CUDA if available)."
     )
@@ -76,6 +82,21 @@ class SFTStageConfig(StageConfig):
     skip_invalid: bool = Field(
         False, description="Skip bad input lines (written to a rejected file) instead of stopping."
     )
+
+    def card(self, examples: int) -> TrainingFacts:
+        """What the model card says about this run."""
+        keys = (
+            "output_dir", "prompt_template", "learning_rate", "epochs", "max_steps", "batch_size", "max_length",
+            "lora", "freeze_vision", "seed",
+        )  # fmt: skip
+        return TrainingFacts(
+            stage="sft",
+            model=self.model,
+            data=self.data,
+            examples=examples,
+            settings={k: getattr(self, k) for k in keys},
+            hub_model_id=hub_repo(self),
+        )
 
     @model_validator(mode="after")
     def _check(self) -> SFTStageConfig:
@@ -124,6 +145,8 @@ def build_sft_config(cfg: SFTStageConfig) -> Any:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        push_to_hub=cfg.push_to_hub,
+        hub_model_id=hub_repo(cfg),
         bf16=bf16_on(cfg),  # type: ignore[arg-type]
         use_cpu=not cuda,
         gradient_checkpointing=cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda,

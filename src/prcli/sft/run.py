@@ -12,6 +12,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from prcli.config import save_config
 from prcli.errors import StageError
+from prcli.model_card import publish
 from prcli.models import check_model
 from prcli.records import Problem
 from prcli.rewards import format_reward
@@ -81,6 +82,7 @@ class SFTResult:
     dropped_examples: int
     metrics_path: Path
     seconds: float
+    pushed_to: str | None = None  # the Hub commit of the final model (--push-to-hub)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -137,7 +139,8 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
         lora=cfg.lora,
         freeze_vision=cfg.freeze_vision,
     )
-    trainer = trainer_class(policy.from_checkpoint, base=SFTTrainer)(
+    card = cfg.card(len(train_ds))
+    trainer = trainer_class(policy.from_checkpoint, card, base=SFTTrainer)(
         model=policy.model,
         args=args,
         train_dataset=train_ds,
@@ -166,6 +169,7 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
             trim_logs(out, checkpoint_step(checkpoint))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=policy.final_dtype)
+    pushed = publish(out, card, cfg.push_to_hub) if main_process() else None
     return SFTResult(
         output_dir=out,
         global_step=trainer.state.global_step,
@@ -174,4 +178,5 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
         dropped_examples=dropped,
         metrics_path=out / "metrics.jsonl",
         seconds=time.monotonic() - started,
+        pushed_to=pushed,
     )

@@ -14,7 +14,9 @@ from pydantic import Field, model_validator
 from prcli.config import StageConfig
 from prcli.errors import StageError
 from prcli.judge.core import Backend, FailurePolicy, JudgeConfig, judge_endpoint
+from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import Endpoint
+from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
 from prcli.rewards import RewardWeights
 from prcli.train.processes import world_size
@@ -46,6 +48,16 @@ Overwrite = Annotated[
         description="Replace an earlier run in the output folder: its logs, config, checkpoints and final "
         "model are removed once every input has loaded (other files stay)."
     ),
+]
+PushToHub = Annotated[
+    bool,
+    Field(
+        description="Push to the Hugging Face Hub: checkpoints as TRL does, then the final model with "
+        "prcli's model card (token: HF_TOKEN or `hf auth login`)."
+    ),
+]
+HubModelId = Annotated[
+    str | None, Field(description="Hub repository to push to, user/name (default: the output folder's name).")
 ]
 LoraOn = Annotated[bool, Field(description="Train LoRA adapters (PEFT) instead of all weights.")]
 LoraRank = Annotated[int, Field(ge=1, description="LoRA rank.")]
@@ -203,6 +215,8 @@ class TrainConfig(StageConfig):
     sample_every: int = Field(10, ge=1, description="Write sample completions every N steps.")
     samples_per_step: int = Field(8, ge=0, description="Completions written per sampled step.")
     report_to: ReportTo = Field("none", description="Experiment tracker: none, tensorboard or wandb.")
+    push_to_hub: PushToHub = False
+    hub_model_id: HubModelId = None
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where to train (auto: CUDA if available)."
     )
@@ -257,6 +271,31 @@ class TrainConfig(StageConfig):
     def weights(self) -> RewardWeights:
         return RewardWeights(self.w_accuracy, self.w_format, self.w_perception, self.w_repetition)
 
+    def card(self, examples: int) -> TrainingFacts:
+        """What the model card says about this run."""
+        keys = (
+            "output_dir", "prompt_template", "learning_rate", "num_generations", "prompts_per_step", "epochs",
+            "max_steps", "beta", "epsilon", "epsilon_high", "dual_clip", "loss_type", "temperature",
+            "max_completion_length", "lora", "freeze_vision", "seed",
+        )  # fmt: skip
+        judge = (
+            f"prcli's lexical rules ({LEXICAL_VERSION}), a cheap stand-in, not the paper's LLM judge"
+            if self.judge == "lexical"
+            else f"{self.judge_endpoint.model or 'the served model'} ({self.judge} backend)"
+        )
+        return TrainingFacts(
+            stage="grpo",
+            model=self.model,
+            data=self.data,
+            examples=examples,
+            settings={k: getattr(self, k) for k in keys},
+            rewards=dict(
+                zip(("accuracy", "format", "perception", "repetition"), self.weights.as_list(), strict=True)
+            ),
+            judge=judge if self.w_perception else None,
+            hub_model_id=hub_repo(self),
+        )
+
     def judge_config(self) -> JudgeConfig:
         return JudgeConfig(
             backend=self.judge,
@@ -286,6 +325,11 @@ def check_tracker(report_to: str) -> None:
     package = TRACKER_PACKAGES.get(report_to)
     if package and importlib.util.find_spec(package) is None:
         raise StageError(f"--report-to {report_to} needs the {package} package: pip install {package}")
+
+
+def hub_repo(cfg: Any) -> str | None:
+    """Where `--push-to-hub` goes: `--hub-model-id`, else the output folder's name (as TRL)."""
+    return (cfg.hub_model_id or Path(cfg.output_dir).name) if cfg.push_to_hub else cfg.hub_model_id
 
 
 def build_grpo_config(cfg: TrainConfig) -> Any:
@@ -333,6 +377,8 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        push_to_hub=cfg.push_to_hub,
+        hub_model_id=hub_repo(cfg),
         bf16=bf16_on(cfg),  # autocast over fp32 weights, or the engine's own mixed precision (precision.py)
         use_cpu=not cuda,
         gradient_checkpointing=cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda,

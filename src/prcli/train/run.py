@@ -13,6 +13,7 @@ from prcli.config import save_config
 from prcli.errors import StageError
 from prcli.judge.core import Judge, build_judge
 from prcli.judge.statements import LEXICAL_VERSION
+from prcli.model_card import publish
 from prcli.models import check_model
 from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
@@ -51,6 +52,7 @@ class TrainResult:
     seconds: float
     num_processes: int = 1
     distributed_type: str = "NO"
+    pushed_to: str | None = None  # the Hub commit of the final model (--push-to-hub)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -119,7 +121,8 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         samples_per_step=cfg.samples_per_step,
     )
     outage = JudgeOutage(rewards, cfg.judge_outage_window, cfg.judge_outage_threshold)
-    trainer = trainer_class(skip_weight_load=policy.from_checkpoint)(
+    card = cfg.card(len(train_ds))
+    trainer = trainer_class(policy.from_checkpoint, card)(
         model=policy.model,
         reward_funcs=rewards.functions(),
         args=grpo_args,
@@ -151,6 +154,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     if outage.tripped:  # not a finished run: no final model, a non-zero exit
         raise StageError(outage.message(out / f"checkpoint-{trainer.state.global_step}"))
     save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=policy.final_dtype)
+    pushed = publish(out, card, cfg.push_to_hub) if main_process() else None
     return TrainResult(
         output_dir=out,
         global_step=trainer.state.global_step,
@@ -161,6 +165,7 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         metrics_path=out / "metrics.jsonl",
         samples_path=out / "completions.jsonl",
         seconds=time.monotonic() - started,
+        pushed_to=pushed,
         num_processes=trainer.accelerator.num_processes,
         distributed_type=str(trainer.accelerator.distributed_type.value),
     )

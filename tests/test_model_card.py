@@ -1,0 +1,144 @@
+"""Model cards: `pr sft` and `pr train` name the real base model, the data, the method, rewards and
+prcli's version; `pr eval --model-card` puts scores in the card's model-index; Hub options reach TRL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from typer.testing import CliRunner
+
+import eval_fixtures as fx
+import prcli
+from conftest import SMALL, annotated_set
+from prcli.cli import app
+from prcli.model_card import CITATION, base_model_of
+from prcli.sft.config import SFTStageConfig, build_sft_config
+from prcli.train import TrainConfig
+from prcli.train.config import build_grpo_config
+
+runner = CliRunner()
+QWEN = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+def test_the_base_model_is_followed_to_the_hub_not_guessed(tmp_path: Path) -> None:
+    assert base_model_of("qwen2.5-vl-7b") == (QWEN, None)  # an alias
+    snapshot = tmp_path / "hub" / "models--Qwen--Qwen2.5-VL-7B-Instruct" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    assert base_model_of(str(snapshot)) == (QWEN, str(snapshot.resolve()))  # the HF cache's layout
+    (snapshot / "README.md").write_text("---\nbase_model: Qwen/Qwen2.5-VL-7B\n---\n")
+    assert base_model_of(str(snapshot))[0] == QWEN  # a hub card names its parent: not followed
+    plain = tmp_path / "mine"
+    plain.mkdir()
+    assert base_model_of(str(plain)) == (None, str(plain.resolve()))
+
+
+def test_hub_options_reach_trl(tmp_path: Path) -> None:
+    common = {"model": "m", "data": tmp_path / "d.jsonl", "output_dir": tmp_path / "my-run", "device": "cpu"}
+    args = build_grpo_config(TrainConfig(**common, push_to_hub=True, hub_model_id="me/pr1"))
+    assert args.push_to_hub and args.hub_model_id == "me/pr1"
+    args = build_grpo_config(TrainConfig(**common, push_to_hub=True))
+    assert args.hub_model_id == "my-run"  # TRL's default: the output folder's name
+    assert not build_grpo_config(TrainConfig(**common)).push_to_hub
+    sft = build_sft_config(SFTStageConfig(**common, push_to_hub=True, hub_model_id="me/sft"))
+    assert sft.push_to_hub and sft.hub_model_id == "me/sft"
+
+
+def _card(folder: Path) -> tuple[dict, str]:
+    card = ModelCard.load(folder / "README.md")
+    return card.data.to_dict(), card.text
+
+
+@pytest.mark.slow
+def test_sft_then_grpo_cards_then_eval_results(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # the tiny model where a download of Qwen2.5-VL-7B-Instruct would be
+    base = tmp_path / "hub" / "models--Qwen--Qwen2.5-VL-7B-Instruct" / "snapshots" / "0123"
+    shutil.copytree(tiny_model_dir, base)
+    data = annotated_set(tmp_path, n=2)
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({**r, "cot": "Area is width times height."}) + "\n" for r in rows))
+    sha = hashlib.sha256(data.read_bytes()).hexdigest()
+
+    sft = tmp_path / "sft"
+    args = ["sft", "-m", str(base), "--data", str(data), "-o", str(sft), "--batch-size", "2"]
+    result = runner.invoke(app, [*args, "--max-pixels", "3136", "--max-steps", "2", "--save-steps", "1"])
+    assert result.exit_code == 0, result.output
+    meta, text = _card(sft)
+    assert meta["base_model"] == QWEN and "prcli" in meta["tags"] and "sft" in meta["tags"]
+    assert meta["pipeline_tag"] == "image-text-to-text" and meta["library_name"] == "transformers"
+    assert f"prcli](https://github.com/prcli/prcli) {prcli.__version__}" in text
+    assert "supervised fine-tuning" in text and f"`{data.name}` (2 examples used), sha256 `{sha}`" in text
+    assert "fine-tuned version of" not in text  # TRL's card, written at each checkpoint, is replaced
+
+    run = tmp_path / "pr1"
+    result = runner.invoke(
+        app, ["train", "-m", str(sft), "--data", str(data), "-o", str(run), *SMALL, "--max-steps", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    meta, text = _card(run)
+    assert meta["base_model"] == QWEN  # through the SFT checkpoint's own card
+    assert "(by way of the local checkpoint `sft`)" in text and str(tmp_path) not in text
+    assert "perception-r1" in meta["tags"] and "Perception-R1: GRPO with a visual perception reward" in text
+    for reward, weight in (
+        ("accuracy", "0.9"),
+        ("format", "0.1"),
+        ("perception", "0.7"),
+        ("repetition", "1"),
+    ):
+        assert f"| {reward} | {weight} |" in text
+    assert "lexical rules (lexical-v2)" in text and CITATION in text
+    assert "| num_generations | 4 |" in text and "| learning_rate | 1e-06 |" in text
+
+    # scores into the card's model-index; a second eval of the same benchmark and protocol replaces it
+    bench = fx.mathvista(tmp_path)
+    preds = tmp_path / "preds.jsonl"
+    for answers, expected in ((("5", "0", "0"), 33.33), (("5", "0", "2.5"), 66.67)):
+        lines = [
+            {"id": pid, "response": f"\\boxed{{{a}}}"}
+            for pid, a in zip(("1", "2", "3"), answers, strict=True)
+        ]
+        preds.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        eval_args = ["eval", "-b", "mathvista", "--data", str(bench), "--predictions", str(preds)]
+        result = runner.invoke(
+            app, [*eval_args, "-o", str(tmp_path / "ev"), "--model-card", str(run), "--overwrite"]
+        )
+        assert result.exit_code == 0, result.output
+        summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+        (index,) = _card(run)[0]["model-index"]
+        (entry,) = index["results"]
+        assert entry["dataset"] == {
+            "name": "MathVista (testmini)",
+            "type": "AI4Math/MathVista",
+            "split": "testmini",
+        }
+        (metric,) = entry["metrics"]
+        assert metric["value"] == round(summary["accuracy"], 2) == expected
+        assert metric["name"] == "accuracy (rules protocol)"
+    assert _card(run)[0]["base_model"] == QWEN  # the rest of the card is kept
+
+
+def test_eval_model_card_refuses_what_it_cannot_state(tmp_path: Path) -> None:
+    bench = fx.mathvista(tmp_path)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "1", "response": "5"}) + "\n")
+    args = [
+        "eval",
+        "-b",
+        "mathvista",
+        "--data",
+        str(bench),
+        "--predictions",
+        str(preds),
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    result = runner.invoke(app, [*args, "--model-card", str(tmp_path)])
+    assert result.exit_code == 1 and "README.md not found" in result.output
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "README.md").write_text("---\ntags: [prcli]\n---\n")
+    result = runner.invoke(app, [*args, "--model-card", str(tmp_path), "--limit", "2"])
+    assert result.exit_code != 0 and "whole benchmark" in result.output
