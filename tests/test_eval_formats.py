@@ -263,6 +263,21 @@ def test_vlmevalkit_numbering_duplicates_and_strangers_are_refused(tmp_path: Pat
     assert code != 0 and "row 1.answer: no answer to check" in output
 
 
+def test_other_json_and_jsonl_files_keep_their_readers(tmp_path: Path) -> None:
+    """A JSON object keyed by id stays ours whatever its values; VLMEvalKit's records as JSONL are
+    VLMEvalKit's; a pickle is refused (unpickling runs code)."""
+    id_map = tmp_path / "map.json"
+    id_map.write_text(json.dumps({p: {"text": OUTPUTS[p]["response"]} for p in PIDS}))
+    assert summary_of(tmp_path / "o1", id_map)["predictions_read"]["format"] == "prcli"
+    records = vlmevalkit_frame(PIDS[:5]).to_dict("records")
+    back = summary_of(tmp_path / "o2", write_lines(tmp_path / "v.jsonl", records))
+    assert back["predictions_read"]["format"] == "vlmevalkit" and back["missing_predictions"] == N - 5
+    pickle = tmp_path / "m_MathVista_MINI.pkl"
+    pickle.write_bytes(b"")
+    code, output = pr_eval(tmp_path / "o3", pickle, "--predictions-format", "vlmevalkit")
+    assert code != 0 and "a .pkl is not read" in output
+
+
 def test_every_benchmark_names_its_native_id_field() -> None:
     """A benchmark added later must say which row field is its id before lmms-eval docs can name it."""
     assert set(BENCHMARKS) <= set(NATIVE_ID_FIELD)

@@ -119,7 +119,7 @@ def detect_format(path: Path, given: PredictionsFormat) -> str:
         )
         if isinstance(first, dict) and all(k in first for k in keys)
     ]
-    if path.suffix == ".json" and isinstance(first, str):  # {id: response}
+    if first is _ID_MAP:
         fits = ["prcli"]
     if len(fits) != 1:
         what = f"it fits {' and '.join(fits)}" if fits else "its first record is in none of them"
@@ -131,12 +131,16 @@ def detect_format(path: Path, given: PredictionsFormat) -> str:
     return fits[0]
 
 
+_ID_MAP = object()  # a JSON object keyed by id: only prcli reads those
+
+
 def _first_record(path: Path) -> Any:
-    """The first JSONL record, or the first element (value, for an object) of a JSON file."""
+    """The first JSONL record, or the first element of a JSON list (`_ID_MAP` for a JSON object)."""
     if path.suffix == ".json":
         obj = _load_json(path)
-        values = list(obj.values()) if isinstance(obj, dict) else obj if isinstance(obj, list) else []
-        return values[0] if values else None
+        if isinstance(obj, dict):
+            return _ID_MAP
+        return obj[0] if isinstance(obj, list) and obj else None
     for lineno, raw in iter_raw_lines(path):
         if raw is not None and raw.strip():
             return _json_line(path, lineno, raw)
@@ -221,6 +225,10 @@ def _vlmevalkit_rows(path: Path) -> Iterator[Row]:
     records, place = _vlmevalkit_table(path)
     for i, rec in enumerate(records):
         where = place(i)
+        if not isinstance(rec, dict):
+            raise InputError(
+                [LineProblem(path, where.line, "expected a record with index and prediction", where.field)]
+            )
         if rec.get("index") is None or str(rec["index"]).strip() == "":
             raise InputError([LineProblem(path, where.line, "no index", _field(where, "index"))])
         answer = rec.get("answer")
@@ -239,7 +247,19 @@ def _vlmevalkit_rows(path: Path) -> Iterator[Row]:
 
 def _vlmevalkit_table(path: Path) -> tuple[list[dict[str, Any]], Any]:
     """The records and a function from record number to its place: the sheet row (xlsx, header in
-    row 1), the data row (tsv/csv, whose quoted cells may span lines) or the list element (json)."""
+    row 1), the data row (tsv/csv, whose quoted cells may span lines), the line (jsonl) or the list
+    element (json)."""
+    if path.suffix not in (*VLMEVALKIT_SUFFIXES, ".json", ".jsonl"):
+        raise _bad(
+            path,
+            "VLMEvalKit prediction files are .xlsx, .tsv, .csv or .json (PRED_FORMAT); a .pkl is not read "
+            "(unpickling runs code): save it as one of those with vlmeval.smp.load and dump",
+        )
+    if path.suffix == ".jsonl":
+        lines = [
+            (n, _json_line(path, n, raw)) for n, raw in iter_raw_lines(path) if raw is None or raw.strip()
+        ]
+        return [rec for _, rec in lines], lambda i: LineProblem(path, lines[i][0], "")
     if path.suffix == ".json":
         obj = _load_json(path)
         if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
