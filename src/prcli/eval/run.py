@@ -28,6 +28,14 @@ from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, StageCon
 from prcli.errors import StageError
 from prcli.eval import BENCHMARKS, get_benchmark
 from prcli.eval.base import Benchmark, Sample
+from prcli.eval.formats import (
+    ExternalPredictions,
+    PredictionsFormat,
+    SamplesLog,
+    detect_format,
+    read_predictions,
+    write_lmms_eval,
+)
 from prcli.eval.protocols import CallFailed, Protocol, ProtocolName, build_protocol
 from prcli.jsonl import (
     InputError,
@@ -74,7 +82,20 @@ class EvalConfig(StageConfig):
     predictions: Path | None = Field(
         None,
         description='Score saved responses instead of generating: JSONL of {"id", "response"} (or a JSON '
-        "id->response map). With several benchmarks, a folder of PREDICTIONS/<bench>.jsonl (or .json).",
+        "id->response map), lmms-eval's per-sample log or VLMEvalKit's prediction file (see "
+        "--predictions-format). With several benchmarks, a folder of PREDICTIONS/<bench>.<ext>.",
+    )
+    predictions_format: PredictionsFormat = Field(
+        "auto",
+        description="Layout of --predictions: prcli, lmms-eval (a <date>_samples_<task>.jsonl of --log_samples: the "
+        "raw resps, items by the doc's id or else by doc_id position, checked against each line's target) or "
+        "vlmevalkit (<model>_<dataset>.xlsx/.tsv/.csv/.json: prediction by index, checked against each row's "
+        "answer); auto: told by the file, an error where it cannot be.",
+    )
+    log_samples: SamplesLog = Field(
+        "none",
+        description="lmms-eval: also write the scored items in lmms-eval's per-sample log layout, "
+        "OUT/lmms-eval/<model>/<date>_samples_<bench>.jsonl and <date>_results.json, to cross-check a score.",
     )
     backend: Backend = Field(
         "hf", description="Generation backend: hf (transformers, batched), openai (a server) or vllm (GPU)."
@@ -242,6 +263,9 @@ class PredictionIndex:
         self._offsets = array("q", (offsets[i] for i in order))
         self._lengths = array("q", (lengths[i] for i in order))
 
+    def describe(self) -> dict[str, Any]:
+        return {"format": "prcli", "ids": "id"}
+
     def get(self, item_id: str) -> str | None:
         if self.json_map is not None:
             return self.json_map.get(item_id)
@@ -296,7 +320,22 @@ def _json_predictions(path: Path) -> dict[str, str]:
     return out
 
 
-def _find_response(index: PredictionIndex, sample: Sample, by_native_id: bool) -> str | None:
+Predictions = PredictionIndex | ExternalPredictions
+
+
+def _open_predictions(cfg: EvalConfig, path: Path, bench: Benchmark, rejected: Path) -> Predictions:
+    """Our JSONL/JSON by id, or another tool's file matched to the whole benchmark's items."""
+    fmt = detect_format(path, cfg.predictions_format)
+    if fmt == "prcli":
+        return PredictionIndex(path, cfg.skip_invalid, rejected)
+    if cfg.skip_invalid:
+        raise StageError(
+            f"--skip-invalid applies to prcli predictions, not to {fmt} files: fix or remove the rows"
+        )
+    return read_predictions(path, fmt, bench, bench.load(cfg.data, decode_images=False))
+
+
+def _find_response(index: Predictions, sample: Sample, by_native_id: bool) -> str | None:
     """The saved response of `sample`: by its id, else (`by_native_id`) by its native id, as a
     single-setting MMMU-Pro file keys them."""
     response = index.get(sample.id)
@@ -400,7 +439,7 @@ def _images_in_prompt(sample: Sample) -> int:
     return sum(1 for image in sample.images if image is not None)
 
 
-def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | None) -> tuple[int, int]:
+def _count_items(cfg: EvalConfig, bench: Benchmark, index: Predictions | None) -> tuple[int, int]:
     """(items, the most images one item has). Reads every benchmark row (without decoding images; a
     bad row stops the run here, before any output) and checks that the predictions answer at least
     one item. The image count sizes vLLM's per-prompt limit for the whole benchmark, not the first
@@ -431,7 +470,7 @@ def _count_items(cfg: EvalConfig, bench: Benchmark, index: PredictionIndex | Non
 def _todo(
     cfg: EvalConfig,
     bench: Benchmark,
-    index: PredictionIndex | None,
+    index: Predictions | None,
     settings: str,
     items_out: ResumableJsonl,
     tally: _Tally,
@@ -499,9 +538,7 @@ def run_eval(
         cfg = cfg.model_copy(update=bench.official_decoding)
     out = cfg.out
     index = (
-        PredictionIndex(cfg.predictions, cfg.skip_invalid, out / "rejected.jsonl")
-        if cfg.predictions
-        else None
+        _open_predictions(cfg, cfg.predictions, bench, out / "rejected.jsonl") if cfg.predictions else None
     )
     total, most_images = _count_items(cfg, bench, index)
     if index is None and cfg.backend != "openai":  # a model that cannot load fails before any file is written
@@ -543,7 +580,11 @@ def run_eval(
         protocol.close()
     write_failed(out / "failed.jsonl", failed)
     summary = _summary(cfg, bench, protocol, total, tally, reused, redone, failed)
+    summary["predictions_read"] = index.describe() if index is not None else None
     write_json_atomic(out / "summary.json", summary)
+    if cfg.log_samples == "lmms-eval":
+        samples = _samples(cfg, bench, decode_images=False)
+        write_lmms_eval(out, bench, samples, out / "items.jsonl", summary, cfg.model)
     if cfg.model_card is not None and not failed:
         add_eval_results(cfg.model_card, [card_result(bench, summary)])
     return EvalSummary(
