@@ -233,11 +233,11 @@ def test_a_record_needs_an_annotation(tmp_path: Path, info: str | None) -> None:
     convert_fails(src, tmp_path / "o" / "a.jsonl", f"{src}:2: visual_key_info: ")
 
 
-def test_annotate_given_the_released_parquet_says_so_in_one_line(tmp_path: Path) -> None:
+def test_annotate_reads_the_released_parquet_as_problems(tmp_path: Path) -> None:
+    """Read directly (prcli.sources): no CoT in the released rows and no teacher, so each is dropped as such."""
     src = parquet(tmp_path / "problems.parquet", [row(i) for i in range(4)])
     out = tmp_path / "o" / "annotated.jsonl"
-    result = runner.invoke(app, ["annotate", str(src), "-o", str(out)])
-    assert result.exit_code == 1
-    (problem,) = result.output.splitlines()[1:]
-    assert problem.startswith(f"{src}: expected a JSONL file (one JSON object a line), got a parquet file")
-    assert not (tmp_path / "o").exists()
+    result = runner.invoke(app, ["annotate", str(src), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["problems"], summary["kept"], summary["drop_reasons"]) == (4, 0, {"no_cot": 4})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,7 +64,7 @@ def _option_for(
     """(annotation, default) of one typer parameter for config field `name`."""
     import inspect
 
-    annotation = info.annotation
+    annotation = _typer_type(info.annotation)
     help_text = info.description or ""
     required = info.is_required() and default is _FIELD_DEFAULT
     if default is _FIELD_DEFAULT:
@@ -79,6 +80,17 @@ def _option_for(
     from typing import Annotated
 
     return Annotated[annotation, param], (inspect.Parameter.empty if required else default)
+
+
+def _typer_type(annotation: Any) -> Any:
+    """typer takes no unions: one with `str` (a path or a hub name) is read as text, and the config's
+    own validation makes it what it is."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) > 1 and str in args:
+        return str if len(args) == len(typing.get_args(annotation)) else typing.Optional[str]  # noqa: UP045
+    return annotation
 
 
 def config_command(

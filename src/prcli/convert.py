@@ -14,7 +14,6 @@ import datetime as dt
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from prcli.jsonl import (
     check_jsonl,
     iter_raw_lines,
     parse_line,
+    renamed_field,
     require_jsonl_file,
     validation_problems,
     write_jsonl_atomic,
@@ -41,7 +41,7 @@ from prcli.records import AnnotatedProblem, relative_if_inside
 
 R1_COLUMNS = ("problem", "answer", "images", "visual_key_info")
 REQUIRED_COLUMNS = ("problem", "answer", "visual_key_info")
-_COLUMN_OF = {"question": "problem", "annotations": "visual_key_info"}  # our field -> released column
+RELEASED_FIELDS = {"question": "problem", "annotations": "visual_key_info"}  # our field -> released column
 _FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
 
 _Row = dict[str, Any] | LineProblem
@@ -87,7 +87,7 @@ def _rows(path: Path) -> Iterator[tuple[int, _Row]]:
             yield n, parsed
 
 
-class _BadImage(ValueError):
+class BadImage(ValueError):
     """What is wrong with one `images` entry; `part` names the part of the entry (e.g. `.bytes`)."""
 
     def __init__(self, message: str, part: str = ""):
@@ -95,7 +95,7 @@ class _BadImage(ValueError):
         self.part = part
 
 
-def _image_bytes(entry: Any) -> tuple[bytes | None, str]:
+def image_bytes(entry: Any) -> tuple[bytes | None, str]:
     """(bytes, "") or (None, path) of one `images` entry in any of the released layouts."""
     if isinstance(entry, (bytes, bytearray)):
         return bytes(entry), ""
@@ -103,16 +103,16 @@ def _image_bytes(entry: Any) -> tuple[bytes | None, str]:
         data = entry.get("bytes")
         if data:
             if not isinstance(data, (bytes, bytearray)):
-                raise _BadImage(f"expected raw image bytes, got {type(data).__name__}", ".bytes")
+                raise BadImage(f"expected raw image bytes, got {type(data).__name__}", ".bytes")
             return bytes(data), ""
         entry = entry.get("path")
     if isinstance(entry, str):
         return None, entry
-    raise _BadImage(f"expected image bytes, a path or a {{bytes, path}} struct, got {type(entry).__name__}")
+    raise BadImage(f"expected image bytes, a path or a {{bytes, path}} struct, got {type(entry).__name__}")
 
 
-def _extension(data: bytes) -> str:
-    """The file suffix of embedded image bytes; _BadImage if they do not decode as an image."""
+def image_suffix(data: bytes) -> str:
+    """The file suffix of embedded image bytes; BadImage if they do not decode as an image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -120,7 +120,7 @@ def _extension(data: bytes) -> str:
             im.verify()
             return _FORMATS.get(im.format or "", ".png")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise _BadImage(f"embedded bytes are not a readable image ({exc})", ".bytes") from None
+        raise BadImage(f"embedded bytes are not a readable image ({exc})", ".bytes") from None
 
 
 def _stage_images(
@@ -138,24 +138,16 @@ def _stage_images(
     problems: list[LineProblem] = []
     for k, entry in enumerate(entries):
         try:
-            data, path = _image_bytes(entry)
+            data, path = image_bytes(entry)
             if data is not None:
-                target = staging / safe_filename(rid, f"_{k}{_extension(data)}")
+                target = staging / safe_filename(rid, f"_{k}{image_suffix(data)}")
                 target.write_bytes(data)
                 path = str(target.resolve())
-        except _BadImage as exc:
+        except BadImage as exc:
             problems.append(LineProblem(*where, str(exc), f"images[{k}]{exc.part}"))
             continue
         paths.append(path)
     return paths, problems
-
-
-def _released_field(field: str | None) -> str | None:
-    """A validation error's field under its released column name (question -> problem, ...)."""
-    if field is None:
-        return None
-    head = re.split(r"[.\[]", field, maxsplit=1)[0]
-    return _COLUMN_OF[head] + field[len(head) :] if head in _COLUMN_OF else field
 
 
 def _record(
@@ -172,7 +164,7 @@ def _record(
     if info is not None and not isinstance(info, str):
         message = f"expected <infoK> tags in a string, got {type(info).__name__}"
         problems.append(LineProblem(src, n, message, "visual_key_info"))
-    extras = {k: v for k, v in row.items() if k not in (*R1_COLUMNS, "id") and _jsonable(v)}
+    extras = {k: v for k, v in row.items() if k not in (*R1_COLUMNS, "id") and jsonable(v)}
     record = {
         **extras,
         "id": rid,
@@ -193,7 +185,7 @@ def _record(
     except ValidationError as exc:
         reported = {p.field for p in problems}
         for p in validation_problems(src, n, exc):
-            field = _released_field(p.field)
+            field = renamed_field(p.field, RELEASED_FIELDS)
             if field not in reported:  # e.g. a missing column: not also "needs at least one annotation"
                 problems.append(replace(p, field=field))
     return problems or validated
@@ -264,7 +256,7 @@ def from_perception_r1(src: str | Path, out: str | Path) -> int:
         return write_jsonl_atomic(out, records)
 
 
-def _jsonable(value: Any) -> bool:
+def jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
         return True

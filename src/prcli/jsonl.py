@@ -12,9 +12,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -29,16 +30,47 @@ MAX_SHOWN_PROBLEMS = 20
 
 @dataclass(frozen=True)
 class LineProblem:
-    """One thing wrong with one line of one file."""
+    """One thing wrong with one line of one file (line 0: the file as a whole), or with one row of a
+    dataset (`unit="row"`: `line` is the row's index, `ds[line]`, 0 included)."""
 
     path: Path
     line: int
     message: str
     field: str | None = None
+    unit: str = "line"
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
+        if self.unit == "row":
+            where = f"{self.path} row {self.line}"
+        else:
+            where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+def renamed_field(field: str | None, columns: Mapping[str, str]) -> str | None:
+    """A problem's field under the input's own column name (`question.x` -> `problem.x`)."""
+    if field is None:
+        return None
+    head = re.split(r"[.\[]", field, maxsplit=1)[0]
+    return columns[head] + field[len(head) :] if head in columns else field
+
+
+@dataclass(frozen=True)
+class RowNames:
+    """How the problems of a JSONL materialised from a dataset (row i on line i + 1) are shown: after
+    the dataset, its row and its column, which the user can open, not the file prcli wrote."""
+
+    source: Path
+    columns: Mapping[str, str] = field(default_factory=dict)  # our field -> the dataset's column
+
+    def __call__(self, p: LineProblem) -> LineProblem:
+        name = renamed_field(p.field, self.columns)
+        if not p.line:
+            return LineProblem(self.source, 0, p.message, name)
+        return LineProblem(self.source, p.line - 1, p.message, name, unit="row")
+
+    def at(self, line: int) -> str:
+        return f"row {line - 1}"
 
 
 class InputError(Exception):
@@ -272,11 +304,13 @@ def check_jsonl(
     key: str | None = "id",
     allow_empty: bool = False,
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    names: RowNames | None = None,
 ) -> CheckedInput[T]:
     """Validate all of `path` before any work starts.
 
     Raises InputError listing every problem unless `skip_invalid`, in which case the bad lines go to
     `rejected_path` (one `{"file", "line", "errors", "raw"}` object each) and are left out.
+    `names`: `path` holds a dataset's rows, and problems are named after those (`{"file", "row", ...}`).
     """
     path = Path(path)
     require_jsonl_file(path)
@@ -288,13 +322,18 @@ def check_jsonl(
 
     def reject(line: int, raw_bytes: bytes | None, line_problems: list[LineProblem]) -> None:
         rejected_lines.add(line)
+        if names is not None:
+            line_problems = [names(p) for p in line_problems]
         problems.extend(line_problems)
         raw = raw_bytes.decode("utf-8", errors="replace") if raw_bytes is not None else None
         if raw is not None and len(raw) > 1_000_000:
             raw = raw[:1_000_000] + "...[truncated]"
-        rejected.append(
-            {"file": str(path), "line": line, "errors": [str(p) for p in line_problems], "raw": raw}
+        where = (
+            {"file": str(path), "line": line}
+            if names is None
+            else {"file": str(names.source), "row": line - 1}
         )
+        rejected.append({**where, "errors": [str(p) for p in line_problems], "raw": raw})
 
     for scanned in scan_jsonl(path, model, context=context, convert=convert):
         if scanned.record is None:
@@ -308,19 +347,21 @@ def check_jsonl(
         dup_lines = {d[0] for d in duplicates}
         raws = {line: raw for line, raw in iter_raw_lines(path) if line in dup_lines} if dup_lines else {}
         for line, first, value in duplicates:
+            earlier = names.at(first) if names is not None else f"line {first}"
             reject(
                 line,
                 raws.get(line),
-                [LineProblem(path, line, f"duplicate {key} {value!r} (first at line {first})", key)],
+                [LineProblem(path, line, f"duplicate {key} {value!r} (first at {earlier})", key)],
             )
             n_valid -= 1
         problems.sort(key=lambda p: p.line)
-        rejected.sort(key=lambda r: r["line"])
+        rejected.sort(key=lambda r: r.get("line", r.get("row")))
     if problems and not skip_invalid:
         raise InputError(problems)
     if n_valid == 0 and not allow_empty:
         why = "no valid records" if problems else "empty file: no records"
-        raise InputError([*problems, LineProblem(path, 0, why)])
+        empty = LineProblem(path, 0, why)
+        raise InputError([*problems, names(empty) if names is not None else empty])
     if rejected and rejected_path is not None:
         write_jsonl_atomic(rejected_path, rejected)
     return CheckedInput(

@@ -33,14 +33,6 @@ def non_utf8_json(tmp: Path) -> None:
     (tmp / "preds.json").write_bytes(b'{"1": "caf\xe9"}')
 
 
-def parquet_problems(tmp: Path) -> None:
-    """`problems.parquet`: a real parquet file where JSONL belongs."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.table({"id": ["a"], "question": ["q"], "answer": ["1"]}), tmp / "problems.parquet")
-
-
 def garbage_parquet(tmp: Path) -> None:
     (tmp / "released.parquet").write_bytes(b"PAR1 this is not a parquet file at all")
 

@@ -36,6 +36,7 @@ from prcli.llm import ChatResult, Constraint, Endpoint, LLMClient
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
 from prcli.runs import settings_hash, sibling
+from prcli.sources import DataSource, Source, SourceOptions, read_source
 from prcli.verify import AsyncVerifier, VerifierPool
 
 Extractor = Literal["rules", "openai", "hf"]
@@ -43,8 +44,11 @@ Teacher = Literal["none", "openai", "hf"]
 DEFAULT_EXTRACTOR_MODEL = "Qwen/Qwen2.5-32B-Instruct"
 
 
-class AnnotateConfig(StageConfig):
-    problems: Path = Field(description="Problem records (JSONL): id, question, images, answer, [cot].")
+class AnnotateConfig(StageConfig, SourceOptions):
+    problems: DataSource = Field(
+        description="Problem records: JSONL (id, question, images, answer, [cot]), a parquet/arrow file or "
+        "folder, a save_to_disk folder, or a hub dataset owner/name (see --field, --subset, --split)."
+    )
     out: Path = Field(description="Annotated records (JSONL) to write, or to resume.")
     extractor: Extractor = Field(
         "rules",
@@ -292,8 +296,8 @@ def run_annotate(
     on_item: Callable[[], None] | None = None,
 ) -> AnnotateSummary:
     started = time.monotonic()
-    problems = check_jsonl(
-        cfg.problems,
+    problems = read_source(
+        Source.of(cfg.problems, cfg),
         Problem,
         skip_invalid=cfg.skip_invalid,
         rejected_path=sibling(cfg.out, ".rejected.jsonl"),

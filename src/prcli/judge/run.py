@@ -19,10 +19,13 @@ from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import LLMClient
 from prcli.records import Record, Response
 from prcli.runs import settings_hash, sibling
+from prcli.sources import DataSource, Source, SourceOptions, read_source
 
 
-class JudgeRunConfig(JudgeConfig):
-    responses: Path = Field(description="Response records (JSONL): id, response, [annotations].")
+class JudgeRunConfig(JudgeConfig, SourceOptions):
+    responses: DataSource = Field(
+        description="Response records: JSONL (id, response, [annotations]), or a dataset as for `pr annotate`."
+    )
     out: Path = Field(description="Judgements (JSONL) to write, or to resume.")
     annotations: Path | None = Field(None, description="Annotated records (JSONL) to take annotations from.")
     annotation_key: str = Field(
@@ -119,8 +122,8 @@ def run_judge(
     started = time.monotonic()
     by_id = load_annotations(config.annotations) if config.annotations else None
     join = annotation_join(by_id, config.annotation_key, config.annotations)
-    responses = check_jsonl(
-        config.responses,
+    responses = read_source(
+        Source.of(config.responses, config),
         Response,
         skip_invalid=config.skip_invalid,
         rejected_path=sibling(config.out, ".rejected.jsonl"),

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from prcli.config import StageConfig
 from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
+from prcli.sources import DataSource, SourceOptions
 from prcli.train.config import (
     LORA_TARGETS,
     AdamBeta2,
@@ -27,11 +28,13 @@ from prcli.train.config import (
 from prcli.train.processes import world_size
 
 
-class SFTStageConfig(StageConfig):
+class SFTStageConfig(StageConfig, SourceOptions):
     """Everything `pr sft` needs."""
 
     model: str = Field(description="Base VLM: alias (qwen2.5-vl-7b), hub id or local path.")
-    data: Path = Field(description="Problems with a worked solution (`cot`), JSONL (annotated or not).")
+    data: DataSource = Field(
+        description="Problems with a worked solution (`cot`): JSONL (annotated or not) or a dataset (see --field)."
+    )
     output_dir: Path = Field(description="Run folder: checkpoints, final model, config, metrics.")
     prompt_template: str = Field(
         "r1",

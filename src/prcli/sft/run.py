@@ -17,6 +17,7 @@ from prcli.models import check_model
 from prcli.records import Problem
 from prcli.rewards import format_reward
 from prcli.sft.config import SFTStageConfig, build_sft_config
+from prcli.sources import Source, local_path
 from prcli.train.callbacks import FirstStep, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
     check_fresh_start,
@@ -93,7 +94,7 @@ def load_sft_rows(cfg: SFTStageConfig, processor: Any, rejected: Path | None = N
     dropped as longer than `max_length`."""
     kept, total = [], 0
     for rec, row in fitted_rows(
-        cfg.data, SFTProblem, cfg.prompt_template, processor, cfg.skip_invalid, rejected
+        Source.of(cfg.data, cfg), SFTProblem, cfg.prompt_template, processor, cfg.skip_invalid, rejected
     ):
         total += 1
         target = target_text(rec.cot or "", rec.answer)
@@ -121,7 +122,7 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
     model_path = check_model(cfg.model)
     args = build_sft_config(cfg)  # before the model: sets up the process group / DeepSpeed (see train)
     check_final_save(args)
-    check_fresh_start(out, cfg.resume, cfg.overwrite, (Path(cfg.model), cfg.data))
+    check_fresh_start(out, cfg.resume, cfg.overwrite, (Path(cfg.model), local_path(cfg.data)))
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {"prompt_text_hash": prompt_text_hash(cfg.prompt_template)}
     if checkpoint is not None:

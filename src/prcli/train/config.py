@@ -19,6 +19,7 @@ from prcli.llm import Endpoint
 from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
 from prcli.rewards import RewardWeights
+from prcli.sources import DataSource, OptionalDataSource, SourceOptions
 from prcli.train.processes import world_size
 from prcli.train.trl_names import ALIASES, apply_aliases, check_extra_trl_args
 
@@ -69,13 +70,19 @@ LoraTargets = Annotated[
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
-class TrainConfig(StageConfig):
+class TrainConfig(StageConfig, SourceOptions):
     """Everything `pr train` needs. Defaults follow the released Perception-R1 run."""
 
     model: str = Field(description="Policy VLM: alias (qwen2.5-vl-7b), hub id or local path.")
-    data: Path = Field(description="Annotated records (JSONL) from `pr annotate`.")
+    data: DataSource = Field(
+        description="Annotated records: JSONL from `pr annotate`, the released Perception-R1 parquet as it "
+        "is, or any dataset with question, answer, images and annotations columns (see --field)."
+    )
     output_dir: Path = Field(description="Run folder: checkpoints, final model, config, metrics, samples.")
-    eval_data: Path | None = Field(None, description="Annotated records for periodic validation (optional).")
+    eval_data: OptionalDataSource = Field(
+        None, description="Annotated records for periodic validation (optional), as --data."
+    )
+    eval_split: str | None = Field(None, description="The split of --eval-data, when it is a dataset.")
     prompt_template: str = Field(
         "r1",
         description="How a question becomes the prompt: r1 (the released run's one-line instruction), "

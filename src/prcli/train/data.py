@@ -8,15 +8,16 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from pydantic import ValidationInfo, field_validator
 
 from prcli.errors import StageError
-from prcli.jsonl import check_jsonl
 from prcli.models import model_errors, resolve_model
 from prcli.prompts import render_template, user_content
 from prcli.records import AnnotatedProblem, Problem
+from prcli.sources import Source, read_source
 from prcli.train.config import TrainConfig
 
 log = logging.getLogger("prcli.train")
@@ -198,20 +199,20 @@ def prompt_length(row: dict[str, Any], processor: Any) -> int:
 
 
 def fitted_rows(
-    path: Path,
+    source: Source,
     record_type: type[Any],
     template: str,
     processor: Any,
     skip_invalid: bool,
     rejected: Path | None,
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """(record, training row) for each valid record of `path`, the row's images fitted to the
+    """(record, training row) for each valid record of `source`, the row's images fitted to the
     processor's bounds here, once, as PIL images: the length filter, the trainer and vLLM then all
     see the same pixels. A generator, so one row's images are decoded at a time."""
     bounds = ImageBounds.of(processor.image_processor)
     records = list(
-        check_jsonl(
-            path,
+        read_source(
+            source,
             record_type,
             skip_invalid=skip_invalid,
             rejected_path=rejected,
@@ -235,16 +236,26 @@ def image_dataset(rows: list[dict[str, Any]]) -> Any:
 
 
 def load_dataset_rows(
-    path: Path, cfg: TrainConfig, processor: Any, rejected: Path | None = None
+    data: Path | str,
+    cfg: TrainConfig,
+    processor: Any,
+    rejected: Path | None = None,
+    split: str | EllipsisType | None = ...,
 ) -> tuple[Any, int]:
-    """A `datasets.Dataset` of training rows and how many prompts were dropped for length."""
+    """A `datasets.Dataset` of training rows from `data` (read under `cfg`'s --field/--subset/--split;
+    `split` instead of --split) and how many prompts were dropped for length."""
+    source = Source.of(data, cfg, split=split)
     kept, total = [], 0
-    for _, row in fitted_rows(path, TrainProblem, cfg.prompt_template, processor, cfg.skip_invalid, rejected):
+    for _, row in fitted_rows(
+        source, TrainProblem, cfg.prompt_template, processor, cfg.skip_invalid, rejected
+    ):
         total += 1
         if prompt_length(row, processor) <= cfg.max_prompt_length:
             kept.append(stored(row))
     if not kept:
-        raise StageError(f"every prompt in {path} is longer than max_prompt_length={cfg.max_prompt_length}")
+        raise StageError(
+            f"every prompt in {source.label} is longer than max_prompt_length={cfg.max_prompt_length}"
+        )
     return image_dataset(kept), total - len(kept)
 
 

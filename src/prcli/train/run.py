@@ -15,6 +15,7 @@ from prcli.judge.core import Judge, build_judge
 from prcli.judge.statements import LEXICAL_VERSION
 from prcli.model_card import publish
 from prcli.models import check_model
+from prcli.sources import local_path
 from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
     check_fresh_start,
@@ -89,7 +90,9 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
     # model in host memory; FSDP's cpu_ram_efficient_loading needs the process group to exist.
     grpo_args = build_grpo_config(cfg)
     check_final_save(grpo_args)
-    check_fresh_start(out, cfg.resume, cfg.overwrite, (Path(cfg.model), cfg.data, cfg.eval_data))
+    check_fresh_start(
+        out, cfg.resume, cfg.overwrite, (Path(cfg.model), *map(local_path, (cfg.data, cfg.eval_data)))
+    )
     checkpoint = resume_checkpoint(out) if cfg.resume else None
     prompts = {
         "prompt_text_hash": prompt_text_hash(cfg.prompt_template),
@@ -100,7 +103,9 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         check_same_prompts(out, prompts)
     processor = load_processor(cfg)
     train_ds, dropped = load_dataset_rows(cfg.data, cfg, processor, out / "rejected.jsonl")
-    eval_ds = load_dataset_rows(cfg.eval_data, cfg, processor)[0] if cfg.eval_data else None
+    eval_ds = (
+        load_dataset_rows(cfg.eval_data, cfg, processor, split=cfg.eval_split)[0] if cfg.eval_data else None
+    )
     if dropped:
         log.warning("dropped %d prompt(s) longer than max_prompt_length=%d", dropped, cfg.max_prompt_length)
     check_enough_prompts(len(train_ds), dropped, cfg)
