@@ -196,3 +196,14 @@ def test_a_connection_setting_a_role_does_not_use_is_refused(tmp_path: Path) -> 
         TrainConfig(model="m", data=tmp_path / "a", output_dir=tmp_path / "r", judge_endpoint={"nonsense": 1})
     # no option is offered for what a role does not use
     assert "--teacher-prompt" not in run_pr("annotate", "--help").stdout
+
+
+def test_an_error_shows_brackets_as_written(tmp_path: Path) -> None:
+    """rich used to read `[test]` in a path as markup and drop it from the message."""
+    from typer.testing import CliRunner
+
+    from prcli.cli import app
+
+    missing = tmp_path / "runs[test]" / "none.jsonl"
+    result = CliRunner().invoke(app, ["judge", str(missing), "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code != 0 and "runs[test]" in result.output, result.output

@@ -16,7 +16,7 @@ import eval_fixtures as fx
 import prcli
 from conftest import SMALL, annotated_set
 from prcli.cli import app
-from prcli.model_card import CITATION, base_model_of
+from prcli.model_card import CITATION, base_model_of, render_card
 from prcli.sft.config import SFTStageConfig, build_sft_config
 from prcli.train import TrainConfig
 from prcli.train.config import build_grpo_config
@@ -71,7 +71,9 @@ def test_sft_then_grpo_cards_then_eval_results(tiny_model_dir: Path, tmp_path: P
     assert meta["base_model"] == QWEN and "prcli" in meta["tags"] and "sft" in meta["tags"]
     assert meta["pipeline_tag"] == "image-text-to-text" and meta["library_name"] == "transformers"
     assert f"prcli](https://github.com/prcli/prcli) {prcli.__version__}" in text
-    assert "supervised fine-tuning" in text and f"`{data.name}` (2 examples used), sha256 `{sha}`" in text
+    assert (
+        "supervised fine-tuning" in text and f"file `{data.name}`, sha256 `{sha}` (2 examples used)" in text
+    )
     assert "fine-tuned version of" not in text  # TRL's card, written at each checkpoint, is replaced
 
     run = tmp_path / "pr1"
@@ -142,3 +144,13 @@ def test_eval_model_card_refuses_what_it_cannot_state(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("---\ntags: [prcli]\n---\n")
     result = runner.invoke(app, [*args, "--model-card", str(tmp_path), "--limit", "2"])
     assert result.exit_code != 0 and "whole benchmark" in result.output
+
+
+def test_a_hub_dataset_is_named_in_the_metadata(tmp_path: Path) -> None:
+    facts = TrainConfig(model="qwen2.5-vl-7b", data="someone/geo3k-r1", output_dir=tmp_path / "o").card(10)
+    card = ModelCard(render_card(facts))
+    assert card.data.to_dict()["datasets"] == ["someone/geo3k-r1"]
+    assert (
+        "hub dataset [someone/geo3k-r1](https://huggingface.co/datasets/someone/geo3k-r1) (10 examples used)"
+        in card.text
+    )

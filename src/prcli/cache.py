@@ -225,6 +225,7 @@ class CacheInfo:
     limit_bytes: int | None
     oldest: str | None  # ISO time of the oldest and newest stored entry
     newest: str | None
+    datasets_bytes: int = 0  # datasets read by the stages, written out as JSONL and images (sources.py)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -247,10 +248,15 @@ def _open_existing(path: Path) -> sqlite3.Connection:
         raise StageError(f"cannot open the result cache {path}: {exc}") from None
 
 
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
 def cache_info(path: Path) -> CacheInfo:
     limit = max_cache_bytes()
+    datasets = _folder_bytes(default_cache_dir() / "datasets")
     if not path.exists():
-        return CacheInfo(str(path), False, 0, 0, 0, limit, None, None)
+        return CacheInfo(str(path), False, 0, 0, 0, limit, None, None, datasets)
     conn = _open_existing(path)
     try:
         entries, stored, oldest, newest = conn.execute(
@@ -258,7 +264,9 @@ def cache_info(path: Path) -> CacheInfo:
         ).fetchone()
     finally:
         conn.close()
-    return CacheInfo(str(path), True, entries, stored, _file_bytes(path), limit, _iso(oldest), _iso(newest))
+    return CacheInfo(
+        str(path), True, entries, stored, _file_bytes(path), limit, _iso(oldest), _iso(newest), datasets
+    )
 
 
 def clear_cache(path: Path, older_than_days: float | None = None) -> tuple[int, int]:

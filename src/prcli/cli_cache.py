@@ -45,6 +45,10 @@ def info_cmd(cache_dir: CacheDir = None, json_out: JsonOut = False) -> None:
         (f"limit ({MAX_SIZE_ENV})", human_size(info.limit_bytes)),
         ("oldest entry", info.oldest or "-"),
         ("newest entry", info.newest or "-"),
+        (
+            "datasets read as input",
+            human_size(info.datasets_bytes) + " (kept: records point at their images)",
+        ),
     ]
     console.print(table("result cache", ["", ""], rows))
 
@@ -61,7 +65,8 @@ def clear_cmd(
     ] = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Remove the cache's entries (all, or the old ones) and compact the file. Runs then redo those calls."""
+    """Remove the cache's entries (all, or the old ones) and compact the file. Runs then redo those calls.
+    The copies of datasets given as input stay: annotated records point at their images."""
     path = default_cache_file(cache_dir)
     removed, freed = clear_cache(path, older_than)
     if json_out:

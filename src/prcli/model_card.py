@@ -34,7 +34,7 @@ class TrainingFacts:
 
     stage: str  # "sft" or "grpo"
     model: str  # as given: alias, hub id or local folder
-    data: Path
+    data: Path | str  # a file or folder, or a hub dataset's name
     examples: int
     settings: dict[str, Any]  # the run's main hyperparameters, by their option names
     rewards: dict[str, float] = field(default_factory=dict)  # weight per reward (GRPO)
@@ -86,6 +86,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _data_line(data: Path | str) -> str:
+    if isinstance(data, str):
+        return f"hub dataset [{data}](https://huggingface.co/datasets/{data})"
+    if data.is_file():
+        return f"file `{data.name}`, sha256 `{_sha256(data)}`"
+    return f"dataset folder `{data.name}`"
+
+
 def render_card(facts: TrainingFacts) -> str:
     """The card's text: YAML metadata the Hub reads, then what a reader needs to trust the model."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -98,6 +106,7 @@ def render_card(facts: TrainingFacts) -> str:
         tags.append("perception-r1")
     data = ModelCardData(
         base_model=base,
+        datasets=[facts.data] if isinstance(facts.data, str) else None,
         library_name="transformers",
         pipeline_tag="image-text-to-text",
         tags=tags,
@@ -116,7 +125,7 @@ def render_card(facts: TrainingFacts) -> str:
         "",
         "## Training data",
         "",
-        f"- file: `{facts.data.name}` ({facts.examples} examples used), sha256 `{_sha256(facts.data)}`",
+        f"- {_data_line(facts.data)} ({facts.examples} examples used)",
     ]
     if facts.rewards:
         lines += ["", "## Rewards", "", "| reward | weight |", "|---|---|"]
