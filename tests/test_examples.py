@@ -177,3 +177,24 @@ def test_our_pins_stay_inside_what_trl_declares(name: str) -> None:
             str(v) for v in candidates(req.specifier, theirs) if v in req.specifier and v not in theirs
         ]
         assert not outside, f"{req} allows {outside}, outside trl's {name}{theirs}"
+
+
+def test_the_trl_named_example_is_the_paper_run(tmp_path: Path) -> None:
+    """README "Coming from TRL": the paper's run in TRL's names gives TRL the same settings as ours."""
+    cli = {"data": tmp_path / "a.jsonl", "output_dir": tmp_path / "run"}
+    trl = resolve_config(TrainConfig, cli, explicit=set(cli), config_file=EXAMPLES / "train_trl_names.yaml")
+    cli_paper = {**cli, "model": "qwen2.5-vl-7b"}
+    paper = resolve_config(
+        TrainConfig, cli_paper, explicit=set(cli_paper), config_file=EXAMPLES / "train_paper.yaml"
+    )
+    assert trl.model == "Qwen/Qwen2.5-VL-7B-Instruct" and trl.extra_trl_args == {
+        "mask_truncated_completions": False,
+        "log_completions": False,
+    }
+    ours = {k: v for k, v in trl.model_dump().items() if k not in ("model", "extra_trl_args")}
+    assert ours == {k: v for k, v in paper.model_dump().items() if k not in ("model", "extra_trl_args")}
+    cpu = {"device": "cpu", "vllm": "off"}
+    assert (
+        build_grpo_config(trl.model_copy(update=cpu)).to_dict()
+        == build_grpo_config(paper.model_copy(update=cpu)).to_dict()
+    )
