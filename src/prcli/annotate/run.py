@@ -36,6 +36,7 @@ from prcli.llm import ChatResult, Constraint, Endpoint, LLMClient
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
 from prcli.runs import settings_hash, sibling
+from prcli.trackers import TrackerOptions, tracked
 from prcli.verify import AsyncVerifier, VerifierPool
 
 Extractor = Literal["rules", "openai", "hf"]
@@ -43,7 +44,7 @@ Teacher = Literal["none", "openai", "hf"]
 DEFAULT_EXTRACTOR_MODEL = "Qwen/Qwen2.5-32B-Instruct"
 
 
-class AnnotateConfig(StageConfig):
+class AnnotateConfig(StageConfig, TrackerOptions):
     problems: Path = Field(description="Problem records (JSONL): id, question, images, answer, [cot].")
     out: Path = Field(description="Annotated records (JSONL) to write, or to resume.")
     extractor: Extractor = Field(
@@ -285,6 +286,7 @@ class Annotator:
         return _Outcome("kept", record)
 
 
+@tracked("annotate")
 def run_annotate(
     cfg: AnnotateConfig,
     *,

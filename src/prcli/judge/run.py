@@ -19,9 +19,10 @@ from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import LLMClient
 from prcli.records import Record, Response
 from prcli.runs import settings_hash, sibling
+from prcli.trackers import TrackerOptions, tracked
 
 
-class JudgeRunConfig(JudgeConfig):
+class JudgeRunConfig(JudgeConfig, TrackerOptions):
     responses: Path = Field(description="Response records (JSONL): id, response, [annotations].")
     out: Path = Field(description="Judgements (JSONL) to write, or to resume.")
     annotations: Path | None = Field(None, description="Annotated records (JSONL) to take annotations from.")
@@ -104,6 +105,7 @@ def annotation_join(
     return join
 
 
+@tracked("judge")
 def run_judge(
     config: JudgeRunConfig,
     *,
