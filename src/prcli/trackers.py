@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from prcli.config import plain_values
 from prcli.errors import StageError
 from prcli.jsonl import INPUT_HASH
+from prcli.ui import console
 
 ReportTo = Literal["none", "tensorboard", "wandb"]
 
@@ -174,8 +175,9 @@ def _markdown(table: Table) -> str:
 
 
 class TensorBoard:
-    """Scalars and markdown tables in `log_dir`. A run name used before (a resumed stage) goes on at
-    the next step, so each attempt's numbers stay apart."""
+    """Scalars and markdown tables in `log_dir`, written when the stage has finished (a stage that
+    fails leaves no run). A run name used before (a resumed stage) goes on at the next step, so each
+    attempt's numbers stay apart."""
 
     def __init__(self, log_dir: Path):
         try:
@@ -184,18 +186,19 @@ class TensorBoard:
             raise StageError(
                 "--report-to tensorboard needs the tensorboard package: pip install tensorboard"
             ) from None
-        self.log_dir = log_dir
-        self.step = len(list(log_dir.glob("events.out.tfevents.*"))) if log_dir.is_dir() else 0
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.writer_class, self.log_dir = SummaryWriter, log_dir
 
     def log(self, report: Report) -> None:
-        for tag, value in report.numbers().items():
-            self.writer.add_scalar(tag, value, self.step)
-        for table in report.tables:
-            self.writer.add_text(table.name, _markdown(table), self.step)
+        step = len(list(self.log_dir.glob("events.out.tfevents.*"))) if self.log_dir.is_dir() else 0
+        with self.writer_class(log_dir=str(self.log_dir)) as writer:
+            for tag, value in report.numbers().items():
+                writer.add_scalar(tag, value, step)
+            for table in report.tables:
+                writer.add_text(table.name, _markdown(table), step)
+        console.print(f"tensorboard run: {self.log_dir} (step {step})", markup=False, highlight=False)
 
     def close(self, *, failed: bool) -> None:
-        self.writer.close()
+        """Nothing is left open: `log` wrote and closed the event file."""
 
 
 class WandB:
