@@ -283,6 +283,9 @@ def test_judge_to_wandb_offline(
     printed = json.loads(ok([*args, "--report-to", "wandb", "--run-name", "lexical-audit", "--json"]).stdout)
     assert printed["mean_score"] == pytest.approx(0.75)
 
+    import wandb
+
+    wandb.teardown()  # wandb's service finishes writing its run files when it stops
     runs = {}
     for run_dir in (wandb_env / "wandb").glob("offline-run-*"):
         records = wandb_records(run_dir)

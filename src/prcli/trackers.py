@@ -246,10 +246,11 @@ class WandB:
 
 
 def open_tracker(cfg: TrackerOptions, stage: str, folder: Path) -> Tracker:
-    """The run `cfg` asks for (`report_to` not none), started now; StageError if it cannot start."""
+    """The run `cfg` asks for (`report_to` not none, `run_name` set), started now; StageError if it
+    cannot start. TensorBoard's run folder is FOLDER/runs/[PROJECT/]RUN_NAME."""
     if cfg.report_to == "wandb":
         return WandB(cfg, stage)
-    return TensorBoard(folder / "runs" / (cfg.project or "") / (cfg.run_name or stage))
+    return TensorBoard(folder / "runs" / (cfg.project or "") / str(cfg.run_name))
 
 
 def default_run_name(label: str) -> str:
