@@ -332,6 +332,17 @@ def test_wandb_without_a_key_stops_before_any_work(
     assert not out.parent.exists()  # nothing judged, nothing written
 
 
+def test_wandb_turned_off_by_its_mode_is_refused_not_a_silent_no_op(
+    wandb_env: Path, judge_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses, _ = judge_files
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    out = tmp_path / "out" / "judgements.jsonl"
+    result = runner.invoke(app, ["judge", str(responses), "-o", str(out), "--report-to", "wandb"])
+    assert result.exit_code == 1 and "turns W&B off: nothing would be logged" in result.output
+    assert not out.parent.exists()
+
+
 def test_a_stage_that_fails_leaves_no_tensorboard_run(tmp_path: Path) -> None:
     bad = write_jsonl(tmp_path / "responses.jsonl", [{"id": "p1", "annotations": ["AB = 3"]}])  # no response
     out = tmp_path / "out" / "judgements.jsonl"

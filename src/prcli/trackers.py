@@ -214,25 +214,30 @@ class WandB:
         self.wandb = wandb
         try:
             mode = wandb.setup().settings.mode
-            # without a key wandb would ask on a terminal (where one answer silently goes offline)
-            keyed = mode in ("offline", "dryrun", "disabled") or wandb.login(prompt=False, verify=False)
-            if keyed:
-                self.run = wandb.init(
-                    project=cfg.project or os.environ.get("WANDB_PROJECT") or "prcli",
-                    name=cfg.run_name,
-                    job_type=stage,
-                    config=plain_values(cfg.model_dump(mode="python")),
-                    settings=wandb.Settings(console="off"),
+            if mode == "disabled":  # wandb would accept every call and keep nothing
+                raise StageError(
+                    "--report-to wandb, but WANDB_MODE (or `wandb disabled`) turns W&B off: nothing would "
+                    "be logged; unset it, set WANDB_MODE=offline, or use --report-to none"
                 )
+            # without a key wandb would ask on a terminal (where one answer silently goes offline)
+            if mode not in ("offline", "dryrun") and not wandb.login(prompt=False, verify=False):
+                raise StageError(
+                    "--report-to wandb: no W&B API key; set WANDB_API_KEY (or run `wandb login`), or "
+                    "WANDB_MODE=offline to log locally and `wandb sync` later"
+                )
+            self.run = wandb.init(
+                project=cfg.project or os.environ.get("WANDB_PROJECT") or "prcli",
+                name=cfg.run_name,
+                job_type=stage,
+                config=plain_values(cfg.model_dump(mode="python")),
+                settings=wandb.Settings(console="off"),
+            )
+        except StageError:
+            raise
         except Exception as exc:  # wandb's own errors, bad WANDB_* settings, a server that cannot be reached
             key = os.environ.get("WANDB_API_KEY")
             why = str(exc).replace(key, "***") if key else str(exc)
             raise StageError(f"--report-to wandb: the run did not start: {why}") from None
-        if not keyed:
-            raise StageError(
-                "--report-to wandb: no W&B API key; set WANDB_API_KEY (or run `wandb login`), or "
-                "WANDB_MODE=offline to log locally and `wandb sync` later"
-            )
 
     def log(self, report: Report) -> None:
         tables = {
