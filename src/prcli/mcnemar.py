@@ -14,9 +14,10 @@ from pydantic import Field
 from prcli.config import StageConfig
 from prcli.jsonl import InputError, LineProblem, iter_raw_lines, parse_line, require_jsonl_file
 from prcli.stats import McNemarResult, Method, adjust, mcnemar
+from prcli.trackers import TrackerOptions, tracked
 
 
-class McNemarConfig(StageConfig):
+class McNemarConfig(StageConfig, TrackerOptions):
     a: Path = Field(description="Per-item outcomes of model A (JSONL, e.g. items.jsonl from `pr eval`).")
     b: Path = Field(description="Per-item outcomes of model B, paired with A by --key.")
     key: str = Field("id", description="Field that pairs the items of A and B.")
@@ -197,6 +198,7 @@ class McNemarReport:
         return out
 
 
+@tracked("mcnemar")
 def run_mcnemar(cfg: McNemarConfig) -> McNemarReport:
     perception = cfg.outcome == "perception"
     field_name = PERCEPTION_FIELD if perception else cfg.field

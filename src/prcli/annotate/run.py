@@ -37,6 +37,7 @@ from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
 from prcli.runs import settings_hash, sibling
 from prcli.sources import DataSource, Source, SourceOptions, read_source
+from prcli.trackers import TrackerOptions, tracked
 from prcli.verify import AsyncVerifier, VerifierPool
 
 Extractor = Literal["rules", "openai", "hf"]
@@ -44,7 +45,7 @@ Teacher = Literal["none", "openai", "hf"]
 DEFAULT_EXTRACTOR_MODEL = "Qwen/Qwen2.5-32B-Instruct"
 
 
-class AnnotateConfig(StageConfig, SourceOptions):
+class AnnotateConfig(StageConfig, SourceOptions, TrackerOptions):
     problems: DataSource = Field(
         description="Problem records: JSONL (id, question, images, answer, [cot]), a parquet/arrow file or "
         "folder, a save_to_disk folder, or a hub dataset owner/name (see --field, --subset, --split)."
@@ -289,6 +290,7 @@ class Annotator:
         return _Outcome("kept", record)
 
 
+@tracked("annotate")
 def run_annotate(
     cfg: AnnotateConfig,
     *,

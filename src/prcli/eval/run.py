@@ -54,12 +54,13 @@ from prcli.model_card import add_eval_results, card_file
 from prcli.models import check_model, resolve_model
 from prcli.records import Prediction
 from prcli.runs import settings_hash
+from prcli.trackers import TrackerOptions, tracked
 
 Backend = Literal["hf", "openai", "vllm"]
 Style = Literal["official", "r1", "cot"]
 
 
-class EvalConfig(StageConfig):
+class EvalConfig(StageConfig, TrackerOptions):
     bench: str = Field(
         description="Benchmark: "
         + ", ".join(f"{name} ({cls.title})" for name, cls in sorted(BENCHMARKS.items()))
@@ -516,6 +517,7 @@ def _protocol(cfg: EvalConfig, bench: Benchmark) -> Protocol:
     )
 
 
+@tracked("eval")
 def run_eval(
     cfg: EvalConfig,
     *,
@@ -680,6 +682,7 @@ def per_benchmark(cfg: EvalConfig) -> list[EvalConfig]:
                 "out": cfg.out / name,
                 "data": cfg.data and _entry(cfg.data, name, "--data"),
                 "predictions": cfg.predictions and _entry(cfg.predictions, name, "--predictions"),
+                "run_name": cfg.run_name and f"{cfg.run_name}-{name}",  # a tracker run per benchmark
             }
         )
         for name in names

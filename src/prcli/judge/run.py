@@ -20,9 +20,10 @@ from prcli.llm import LLMClient
 from prcli.records import Record, Response
 from prcli.runs import settings_hash, sibling
 from prcli.sources import DataSource, Source, SourceOptions, read_source
+from prcli.trackers import TrackerOptions, tracked
 
 
-class JudgeRunConfig(JudgeConfig, SourceOptions):
+class JudgeRunConfig(JudgeConfig, SourceOptions, TrackerOptions):
     responses: DataSource = Field(
         description="Response records: JSONL (id, response, [annotations]), or a dataset as for `pr annotate`."
     )
@@ -107,6 +108,7 @@ def annotation_join(
     return join
 
 
+@tracked("judge")
 def run_judge(
     config: JudgeRunConfig,
     *,
