@@ -19,7 +19,7 @@ from packaging.version import Version
 
 from prcli.config import resolve_config
 from prcli.train import TrainConfig
-from prcli.train.config import TRACKER_PACKAGES, build_grpo_config
+from prcli.train.config import build_grpo_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,7 +109,7 @@ def test_every_example_train_config_is_valid_and_its_tracker_is_in_the_gpu_extra
     cfg = resolve_config(TrainConfig, cli, explicit=set(cli), config_file=path)
     build_grpo_config(cfg.model_copy(update={"device": "cpu", "vllm": "off"}))  # TRL's own checks
     gpu = {canonicalize_name(r.name) for r in extra_requirements("gpu")}
-    package = TRACKER_PACKAGES.get(cfg.report_to)
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.report_to)
     assert package is None or canonicalize_name(package) in gpu, f"{path.name}: {package} not in [gpu]"
     if cfg.vllm != "off":
         assert "vllm" in gpu

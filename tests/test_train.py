@@ -119,14 +119,31 @@ def test_kl_is_logged_when_on(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert all(isinstance(r.get("kl"), float) for r in metrics(run))
 
 
-def test_missing_tracker_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("wandb") is not None:
-        pytest.skip("wandb is installed here")
+def test_a_tracker_that_cannot_start_stops_the_run_first(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     data = annotated_set(tmp_path)
     result = runner.invoke(app, train_args(tiny_model_dir, data, tmp_path / "r", "--report-to", "wandb"))
-    assert result.exit_code == 1 and "needs the wandb package: pip install wandb" in result.output
+    assert result.exit_code == 1 and "no W&B API key; set WANDB_API_KEY" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_tensorboard_run_goes_where_the_other_stages_put_theirs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = annotated_set(tmp_path, n=2)
+    run = tmp_path / "run"
+    args = ["--max-steps", "1", "--report-to", "tensorboard", "--run-name", "lr1e-6", "--project", "ablation"]
+    result = runner.invoke(app, train_args(tiny_model_dir, data, run, *args))
+    assert result.exit_code == 0, result.output
+    (events,) = (run / "runs" / "ablation" / "lr1e-6").glob("events.out.tfevents.*")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert any("rewards/perception" in tag for tag in scalars), scalars
+    assert yaml.safe_load((run / "config.yaml").read_text())["run_name"] == "lr1e-6"
 
 
 def test_lora_run(tiny_model_dir: Path, tmp_path: Path) -> None:

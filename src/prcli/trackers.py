@@ -1,6 +1,7 @@
-"""Experiment trackers for the stages that do not train (`pr eval`, `judge`, `annotate`, `mcnemar`).
+"""Experiment trackers: the options every stage shares, and runs for the stages that do not train.
 
-`pr train` and `pr sft` report through TRL; these stages open a TensorBoard or W&B run themselves:
+`pr train` and `pr sft` report through TRL (checked and placed here first); `pr eval`, `judge`,
+`annotate` and `mcnemar` open a TensorBoard or W&B run themselves:
 before any work (a tracker that cannot start is an error then, not after hours of judging), and
 at the end they log the stage's summary numbers as metrics and its per-item results and a sample
 of completions as tables (W&B tables; markdown tables in TensorBoard's text tab).
@@ -8,6 +9,7 @@ of completions as tables (W&B tables; markdown tables in TensorBoard's text tab)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -52,10 +54,9 @@ class TrackerOptions(BaseModel):
 
     report_to: ReportTo = Field(
         "none",
-        description="Experiment tracker: none, tensorboard (event files in runs/RUN_NAME in the output's "
-        "folder; pr mcnemar: the working folder) or wandb (honours WANDB_MODE, WANDB_DIR, WANDB_ENTITY; "
-        "the key only from WANDB_API_KEY or `wandb login`). The summary's numbers become metrics; per-item "
-        "results and sample completions, tables.",
+        description="Experiment tracker: none, tensorboard (event files in runs/RUN_NAME beside the output; "
+        "pr mcnemar: the working folder) or wandb (honours WANDB_MODE, WANDB_DIR, WANDB_ENTITY; the key only "
+        "from WANDB_API_KEY or `wandb login`).",
     )
     run_name: RunName = Field(
         None, description="The tracker run's name (default: STAGE-YYYYmmdd-HHMMSS, saved in the config)."
@@ -180,13 +181,7 @@ class TensorBoard:
     attempt's numbers stay apart."""
 
     def __init__(self, log_dir: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise StageError(
-                "--report-to tensorboard needs the tensorboard package: pip install tensorboard"
-            ) from None
-        self.writer_class, self.log_dir = SummaryWriter, log_dir
+        self.writer_class, self.log_dir = _tensorboard_writer(), log_dir
 
     def log(self, report: Report) -> None:
         step = len(list(self.log_dir.glob("events.out.tfevents.*"))) if self.log_dir.is_dir() else 0
@@ -201,30 +196,87 @@ class TensorBoard:
         """Nothing is left open: `log` wrote and closed the event file."""
 
 
+def wandb_ready() -> Any:
+    """The wandb module, once it is sure a run would log: installed, not disabled, a key unless offline
+    (without one wandb asks on a terminal, where one answer silently goes offline)."""
+    try:
+        import wandb
+    except ImportError:
+        raise StageError(
+            "--report-to wandb needs the wandb package: pip install wandb (or prcli[wandb])"
+        ) from None
+    try:
+        mode = wandb.setup().settings.mode
+        logged_in = mode in ("offline", "dryrun") or wandb.login(prompt=False, verify=False)
+    except Exception as exc:  # bad WANDB_* settings
+        raise StageError(f"--report-to wandb: {_without_key(str(exc))}") from None
+    if mode == "disabled":  # wandb would accept every call and keep nothing
+        raise StageError(
+            "--report-to wandb, but WANDB_MODE (or `wandb disabled`) turns W&B off: nothing would "
+            "be logged; unset it, set WANDB_MODE=offline, or use --report-to none"
+        )
+    if not logged_in:
+        raise StageError(
+            "--report-to wandb: no W&B API key; set WANDB_API_KEY (or run `wandb login`), or "
+            "WANDB_MODE=offline to log locally and `wandb sync` later"
+        )
+    return wandb
+
+
+def _without_key(text: str) -> str:
+    key = os.environ.get("WANDB_API_KEY")
+    return text.replace(key, "***") if key else text
+
+
+def _tensorboard_writer() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise StageError(
+            "--report-to tensorboard needs the tensorboard package: pip install tensorboard"
+        ) from None
+    return SummaryWriter
+
+
+def check_tracker(report_to: str) -> None:
+    """The tracker can start (package, W&B mode and key): before a stage or a training run does any work."""
+    if report_to == "wandb":
+        wandb_ready()
+    elif report_to == "tensorboard":
+        _tensorboard_writer()
+
+
+@contextlib.contextmanager
+def trainer_tracking(cfg: TrackerOptions, trainer: Any, out: Path, label: str) -> Iterator[None]:
+    """`pr train` / `pr sft` report through transformers' callbacks: their TensorBoard run goes where the
+    other stages' go (runs/[PROJECT/]RUN_NAME beside the run), their W&B run into --project, for the
+    duration of training only (nothing leaks into the next run of the same process)."""
+    if cfg.report_to == "tensorboard" and (cfg.run_name or cfg.project):
+        from transformers.integrations import TensorBoardCallback
+
+        folder = out / "runs" / (cfg.project or "") / (cfg.run_name or default_run_name(label))
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback):
+                callback.logging_dir = str(folder)
+    before = os.environ.get("WANDB_PROJECT")
+    if cfg.report_to == "wandb" and cfg.project:
+        os.environ["WANDB_PROJECT"] = cfg.project
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("WANDB_PROJECT", None)
+        else:
+            os.environ["WANDB_PROJECT"] = before
+
+
 class WandB:
     """One W&B run; WANDB_MODE, WANDB_DIR, WANDB_ENTITY and the key are read by wandb itself."""
 
     def __init__(self, cfg: TrackerOptions, stage: str):
-        try:
-            import wandb
-        except ImportError:
-            raise StageError(
-                "--report-to wandb needs the wandb package: pip install wandb (or prcli[wandb])"
-            ) from None
+        wandb = wandb_ready()
         self.wandb = wandb
         try:
-            mode = wandb.setup().settings.mode
-            if mode == "disabled":  # wandb would accept every call and keep nothing
-                raise StageError(
-                    "--report-to wandb, but WANDB_MODE (or `wandb disabled`) turns W&B off: nothing would "
-                    "be logged; unset it, set WANDB_MODE=offline, or use --report-to none"
-                )
-            # without a key wandb would ask on a terminal (where one answer silently goes offline)
-            if mode not in ("offline", "dryrun") and not wandb.login(prompt=False, verify=False):
-                raise StageError(
-                    "--report-to wandb: no W&B API key; set WANDB_API_KEY (or run `wandb login`), or "
-                    "WANDB_MODE=offline to log locally and `wandb sync` later"
-                )
             self.run = wandb.init(
                 project=cfg.project or os.environ.get("WANDB_PROJECT") or "prcli",
                 name=cfg.run_name,
@@ -232,12 +284,8 @@ class WandB:
                 config=plain_values(cfg.model_dump(mode="python")),
                 settings=wandb.Settings(console="off"),
             )
-        except StageError:
-            raise
-        except Exception as exc:  # wandb's own errors, bad WANDB_* settings, a server that cannot be reached
-            key = os.environ.get("WANDB_API_KEY")
-            why = str(exc).replace(key, "***") if key else str(exc)
-            raise StageError(f"--report-to wandb: the run did not start: {why}") from None
+        except Exception as exc:  # wandb's own errors, a server that cannot be reached
+            raise StageError(f"--report-to wandb: the run did not start: {_without_key(str(exc))}") from None
 
     def log(self, report: Report) -> None:
         tables = {

@@ -11,6 +11,7 @@ from prcli.config import StageConfig
 from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
 from prcli.sources import DataSource, SourceOptions
+from prcli.trackers import TrackerOptions
 from prcli.train.config import (
     LORA_TARGETS,
     AdamBeta2,
@@ -28,7 +29,7 @@ from prcli.train.config import (
 from prcli.train.processes import world_size
 
 
-class SFTStageConfig(StageConfig, SourceOptions):
+class SFTStageConfig(StageConfig, SourceOptions, TrackerOptions):
     """Everything `pr sft` needs."""
 
     model: str = Field(description="Base VLM: alias (qwen2.5-vl-7b), hub id or local path.")
@@ -71,7 +72,6 @@ class SFTStageConfig(StageConfig, SourceOptions):
     save_steps: int = Field(50, ge=1, description="Save a checkpoint every N steps.")
     save_total_limit: int | None = Field(None, description="Keep at most this many checkpoints.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
-    report_to: Literal["none", "tensorboard", "wandb"] = Field("none", description="Experiment tracker.")
     push_to_hub: PushToHub = False
     hub_model_id: HubModelId = None
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -148,6 +148,7 @@ def build_sft_config(cfg: SFTStageConfig) -> Any:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        run_name=cfg.run_name,
         push_to_hub=cfg.push_to_hub,
         hub_model_id=hub_repo(cfg),
         bf16=bf16_on(cfg),  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from prcli.records import Problem
 from prcli.rewards import format_reward
 from prcli.sft.config import SFTStageConfig, build_sft_config
 from prcli.sources import Source, local_path
+from prcli.trackers import check_tracker, trainer_tracking
 from prcli.train.callbacks import FirstStep, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
     check_fresh_start,
@@ -28,7 +29,7 @@ from prcli.train.checkpoints import (
     resume_checkpoint,
     trim_logs,
 )
-from prcli.train.config import bf16_on, check_tracker, lora_config
+from prcli.train.config import bf16_on, lora_config
 from prcli.train.console import replace_trl_output
 from prcli.train.data import (
     fittable_images,
@@ -168,7 +169,8 @@ def _run(cfg: SFTStageConfig, first_step: FirstStep) -> SFTResult:
         save_config(cfg, out / "config.yaml", extra=extra)
         if checkpoint is not None:
             trim_logs(out, checkpoint_step(checkpoint))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with trainer_tracking(cfg, trainer, out, "sft"):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=policy.final_dtype)
     pushed = publish(out, card, cfg.push_to_hub) if main_process() else None
     return SFTResult(

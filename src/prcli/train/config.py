@@ -5,7 +5,6 @@ Defaults follow the released Perception-R1 run where it makes sense (method.md s
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,13 +19,12 @@ from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
 from prcli.rewards import RewardWeights
 from prcli.sources import DataSource, OptionalDataSource, SourceOptions
+from prcli.trackers import TrackerOptions
 from prcli.train.processes import world_size
 from prcli.train.trl_names import ALIASES, apply_aliases, check_extra_trl_args
 
 VllmMode = Literal["off", "colocate", "server"]
 
-
-ReportTo = Literal["none", "tensorboard", "wandb"]
 
 CLIPPED_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
 """TRL 1.16's loss types with the PPO clip, the ones its `delta` (our dual clip) applies to."""
@@ -70,7 +68,7 @@ LoraTargets = Annotated[
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
-class TrainConfig(StageConfig, SourceOptions):
+class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
     """Everything `pr train` needs. Defaults follow the released Perception-R1 run."""
 
     model: str = Field(description="Policy VLM: alias (qwen2.5-vl-7b), hub id or local path.")
@@ -221,7 +219,6 @@ class TrainConfig(StageConfig, SourceOptions):
     eval_steps: int = Field(5, ge=1, description="Validate every N steps (with --eval-data).")
     sample_every: int = Field(10, ge=1, description="Write sample completions every N steps.")
     samples_per_step: int = Field(8, ge=0, description="Completions written per sampled step.")
-    report_to: ReportTo = Field("none", description="Experiment tracker: none, tensorboard or wandb.")
     push_to_hub: PushToHub = False
     hub_model_id: HubModelId = None
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -323,17 +320,6 @@ def bf16_on(cfg: TrainConfig) -> bool:
     return cfg.bf16 if cfg.bf16 is not None else on_cuda(cfg)
 
 
-TRACKER_PACKAGES: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb"}
-"""The package each `--report-to` tracker imports (transformers fails deep inside set-up without it)."""
-
-
-def check_tracker(report_to: str) -> None:
-
-    package = TRACKER_PACKAGES.get(report_to)
-    if package and importlib.util.find_spec(package) is None:
-        raise StageError(f"--report-to {report_to} needs the {package} package: pip install {package}")
-
-
 def hub_repo(cfg: Any) -> str | None:
     """Where `--push-to-hub` goes: `--hub-model-id`, else the output folder's name (as TRL)."""
     return (cfg.hub_model_id or Path(cfg.output_dir).name) if cfg.push_to_hub else cfg.hub_model_id
@@ -384,6 +370,7 @@ def build_grpo_config(cfg: TrainConfig) -> Any:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        run_name=cfg.run_name,
         push_to_hub=cfg.push_to_hub,
         hub_model_id=hub_repo(cfg),
         bf16=bf16_on(cfg),  # autocast over fp32 weights, or the engine's own mixed precision (precision.py)

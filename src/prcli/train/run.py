@@ -16,6 +16,7 @@ from prcli.judge.statements import LEXICAL_VERSION
 from prcli.model_card import publish
 from prcli.models import check_model
 from prcli.sources import local_path
+from prcli.trackers import check_tracker, trainer_tracking
 from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
 from prcli.train.checkpoints import (
     check_fresh_start,
@@ -26,7 +27,7 @@ from prcli.train.checkpoints import (
     resume_checkpoint,
     trim_logs,
 )
-from prcli.train.config import TrainConfig, bf16_on, build_grpo_config, check_tracker, lora_config
+from prcli.train.config import TrainConfig, bf16_on, build_grpo_config, lora_config
 from prcli.train.console import replace_trl_output
 from prcli.train.data import check_enough_prompts, load_dataset_rows, load_processor
 from prcli.train.policy import load_trainable
@@ -155,7 +156,8 @@ def _run(cfg: TrainConfig, first_step: FirstStep, judge: Judge, cleanup: context
         save_config(cfg, out / "config.yaml", extra=extra)
         if checkpoint is not None:
             trim_logs(out, checkpoint_step(checkpoint))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with trainer_tracking(cfg, trainer, out, "train"):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if outage.tripped:  # not a finished run: no final model, a non-zero exit
         raise StageError(outage.message(out / f"checkpoint-{trainer.state.global_step}"))
     save_final(trainer, processor, out, base_model=model_path if cfg.lora else None, dtype=policy.final_dtype)
