@@ -262,13 +262,34 @@ def test_vlmevalkit_numbering_duplicates_and_strangers_are_refused(tmp_path: Pat
     code, output = pr_eval(tmp_path / "o4", no_answer)
     assert code != 0 and "row 1.answer: no answer to check" in output
 
+    # a record under another key than `prediction` is no response at all, not an empty one
+    renamed = vlmevalkit_frame(PIDS[:3]).rename(columns={"prediction": "response"}).to_dict("records")
+    code, output = pr_eval(
+        tmp_path / "o5", write_lines(tmp_path / "r.jsonl", renamed), "--predictions-format", "vlmevalkit"
+    )
+    assert code != 0 and "r.jsonl:1: prediction: no prediction in this record" in output, output
+
+    broken = tmp_path / "b_MathVista_MINI.xlsx"
+    broken.write_bytes(dump(vlmevalkit_frame(PIDS[:3]), tmp_path / "whole.xlsx").read_bytes()[:300])
+    code, output = pr_eval(tmp_path / "o6", broken)
+    assert code == 1 and "b_MathVista_MINI.xlsx: not a readable xlsx table" in output, output
+
 
 def test_other_json_and_jsonl_files_keep_their_readers(tmp_path: Path) -> None:
-    """A JSON object keyed by id stays ours whatever its values; VLMEvalKit's records as JSONL are
-    VLMEvalKit's; a pickle is refused (unpickling runs code)."""
+    """A JSON object keyed by id stays ours: its values are the responses (or records with a text
+    `response`, as MathVista's own outputs), never the JSON of a record scored as text; VLMEvalKit's
+    records as JSONL are VLMEvalKit's; a pickle is refused (unpickling runs code)."""
     id_map = tmp_path / "map.json"
+    id_map.write_text(json.dumps({p: {"response": OUTPUTS[p]["response"], "answer": "leak"} for p in PIDS}))
+    read = summary_of(tmp_path / "o1", id_map)
+    as_text = tmp_path / "text.json"
+    as_text.write_text(json.dumps({p: OUTPUTS[p]["response"] for p in PIDS}))
+    assert read["predictions_read"]["format"] == "prcli"
+    assert read["accuracy"] == summary_of(tmp_path / "o1b", as_text)["accuracy"]
     id_map.write_text(json.dumps({p: {"text": OUTPUTS[p]["response"]} for p in PIDS}))
-    assert summary_of(tmp_path / "o1", id_map)["predictions_read"]["format"] == "prcli"
+    code, output = pr_eval(tmp_path / "o1c", id_map)
+    assert code != 0 and f'["{PIDS[0]}"]: the value of an id must be the response text' in output
+    assert not (tmp_path / "o1c").exists()
     records = vlmevalkit_frame(PIDS[:5]).to_dict("records")
     back = summary_of(tmp_path / "o2", write_lines(tmp_path / "v.jsonl", records))
     assert back["predictions_read"]["format"] == "vlmevalkit" and back["missing_predictions"] == N - 5

@@ -196,8 +196,8 @@ def card_file(folder: Path) -> Path:
 
 
 def add_eval_results(folder: Path, results: list[dict[str, Any]]) -> Path:
-    """Write `results` ({bench, title, hub_id, split, accuracy, protocol}) into the card's
-    `model-index`, replacing earlier results of the same benchmark, split and protocol."""
+    """Write `results` ({title, hub_id, split, metric, value, protocol}) into the card's `model-index`,
+    replacing earlier results of the same benchmark, split, metric and protocol."""
     from huggingface_hub import EvalResult, ModelCard
 
     path = card_file(folder)
@@ -208,9 +208,9 @@ def add_eval_results(folder: Path, results: list[dict[str, Any]]) -> Path:
             dataset_type=r["hub_id"],
             dataset_name=r["title"],
             dataset_split=r["split"],
-            metric_type="accuracy",
-            metric_name=f"accuracy ({r['protocol']} protocol)",
-            metric_value=round(r["accuracy"], 2),
+            metric_type=r["metric"],
+            metric_name=f"{r['metric']} ({r['protocol']} protocol)",
+            metric_value=round(r["value"], 2),
         )
         for r in results
     ]

@@ -50,6 +50,7 @@ class Hub:
     configs: tuple[str | None, ...]
     split: str
     image_columns: tuple[str, ...]
+    items: int | None = None  # in the published split, as we count them (benchmarks.md): a whole run's size
 
 
 def literal_list(value: Any) -> list[Any]:

@@ -29,6 +29,7 @@ import json
 import math
 import re
 import statistics
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,10 @@ def _vlmevalkit_rows(path: Path) -> Iterator[Row]:
             )
         if rec.get("index") is None or str(rec["index"]).strip() == "":
             raise InputError([LineProblem(path, where.line, "no index", _field(where, "index"))])
+        if "prediction" not in rec:  # a table's empty cell is a key with None: an empty response
+            raise InputError(
+                [LineProblem(path, where.line, "no prediction in this record", _field(where, "prediction"))]
+            )
         answer = rec.get("answer")
         yield Row(
             where,
@@ -276,7 +281,7 @@ def _vlmevalkit_table(path: Path) -> tuple[list[dict[str, Any]], Any]:
             )
     except ImportError as exc:
         raise _bad(path, f"reading .xlsx needs openpyxl ({exc}); install prcli[vlmevalkit]") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+    except (ValueError, OSError, pd.errors.ParserError, zipfile.BadZipFile) as exc:
         raise _bad(path, f"not a readable {path.suffix[1:]} table: {exc}") from None
     missing = [c for c in ("index", "prediction") if c not in frame.columns]
     if missing:

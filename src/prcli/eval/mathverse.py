@@ -30,7 +30,7 @@ def parse_choices(question_for_eval: str) -> list[str]:
 class MathVerse(Benchmark):
     name = "mathverse"
     title = "MathVerse (testmini)"
-    hub = Hub("AI4Math/MathVerse", ("testmini",), "testmini", ("image",))
+    hub = Hub("AI4Math/MathVerse", ("testmini",), "testmini", ("image",), items=3940)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("problem_version", "subject", "subfield", "question_type")
     sandboxed = True
 

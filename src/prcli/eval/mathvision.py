@@ -162,7 +162,7 @@ def extract_prediction(response: str) -> str:
 class MathVision(Benchmark):
     name = "mathvision"
     title = "MATH-Vision (test)"
-    hub = Hub("MathLLMs/MathVision", (None,), "test", ("decoded_image",))
+    hub = Hub("MathLLMs/MathVision", (None,), "test", ("decoded_image",), items=3040)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("subject", "level")
     sandboxed = True
 

@@ -118,7 +118,7 @@ def official_shortcut(response: str, task: dict[str, Any]) -> str | None:
 class MathVista(Benchmark):
     name = "mathvista"
     title = "MathVista (testmini)"
-    hub = Hub("AI4Math/MathVista", (None,), "testmini", ("decoded_image",))
+    hub = Hub("AI4Math/MathVista", (None,), "testmini", ("decoded_image",), items=1000)
     breakdown_fields: ClassVar[tuple[str, ...]] = (
         "question_type",
         "answer_type",

@@ -207,6 +207,7 @@ class MMMU(Benchmark):
         tuple(s for subjects in SUBJECTS.values() for s in subjects),
         "validation",
         tuple(f"image_{i}" for i in range(1, 8)),
+        items=900,
     )
     breakdown_fields: ClassVar[tuple[str, ...]] = (
         "discipline",

@@ -37,7 +37,9 @@ VISION_COT = (
 class MMMUPro(Benchmark):
     name = "mmmu_pro"
     title = "MMMU-Pro (standard 10 options + vision)"
-    hub = Hub("MMMU/MMMU_Pro", tuple(SETTINGS), "test", ("image", *(f"image_{i}" for i in range(1, 8))))
+    hub = Hub(
+        "MMMU/MMMU_Pro", tuple(SETTINGS), "test", ("image", *(f"image_{i}" for i in range(1, 8))), items=3460
+    )
     breakdown_fields: ClassVar[tuple[str, ...]] = ("setting", "discipline", "subject", "topic_difficulty")
     placeholder = r"<image (\d+)>"
 

@@ -35,7 +35,7 @@ def split_options(question: str) -> tuple[str, list[str]]:
 class MMStar(Benchmark):
     name = "mmstar"
     title = "MMStar (val)"
-    hub = Hub("Lin-Chen/MMStar", ("val",), "val", ("image",))
+    hub = Hub("Lin-Chen/MMStar", ("val",), "val", ("image",), items=1500)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("category", "l2_category")
 
     def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:

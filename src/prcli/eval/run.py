@@ -13,6 +13,7 @@ import bisect
 import datetime as dt
 import itertools
 import json
+import logging
 import time
 from array import array
 from collections import Counter
@@ -55,6 +56,8 @@ from prcli.models import check_model, resolve_model
 from prcli.records import Prediction
 from prcli.runs import settings_hash
 from prcli.trackers import TrackerOptions, tracked
+
+log = logging.getLogger("prcli.eval")
 
 Backend = Literal["hf", "openai", "vllm"]
 Style = Literal["official", "r1", "cot"]
@@ -296,10 +299,19 @@ def _json_predictions(path: Path) -> dict[str, str]:
         raise InputError(
             [LineProblem(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")]
         ) from None
-    if isinstance(obj, dict):
-        return {
-            str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in obj.items()
-        }
+    if isinstance(obj, dict):  # id -> response text, or id -> record with a `response` (MathVista's outputs)
+        out = {}
+        for key, value in obj.items():
+            if isinstance(value, dict) and isinstance(value.get("response"), str):
+                value = value["response"]
+            if not isinstance(value, str):
+                raise bad(
+                    f"the value of an id must be the response text (or an object with a text `response`), "
+                    f"got {type(value).__name__}",
+                    f"[{json.dumps(str(key))}]",
+                )
+            out[str(key)] = value
+        return out
     if not isinstance(obj, list):
         raise bad(f"expected an id -> response object or a list of objects, got {type(obj).__name__}")
     out: dict[str, str] = {}
@@ -543,6 +555,11 @@ def run_eval(
         _open_predictions(cfg, cfg.predictions, bench, out / "rejected.jsonl") if cfg.predictions else None
     )
     total, most_images = _count_items(cfg, bench, index)
+    if cfg.model_card is not None and total != bench.hub.items:
+        raise StageError(
+            f"--model-card: the card names {bench.title} {bench.hub.split} ({bench.hub.items} items), but this "
+            f"copy of it has {total}: a score of another set of items is not published under its name"
+        )
     if index is None and cfg.backend != "openai":  # a model that cannot load fails before any file is written
         check_model(cfg.model or "")
     protocol = _protocol(cfg, bench)
@@ -589,6 +606,8 @@ def run_eval(
         write_lmms_eval(out, bench, samples, out / "items.jsonl", summary, cfg.model)
     if cfg.model_card is not None and not failed:
         add_eval_results(cfg.model_card, [card_result(bench, summary)])
+    elif cfg.model_card is not None:
+        log.warning("--model-card: %s left as it was: %d item(s) failed", cfg.model_card, len(failed))
     return EvalSummary(
         out,
         summary,
@@ -639,12 +658,14 @@ def _summary(
 
 
 def card_result(bench: Benchmark, summary: dict[str, Any]) -> dict[str, Any]:
-    """One benchmark's entry of a model card's model-index."""
+    """One benchmark's entry of a model card's model-index: its headline metric (We-Math's strict score,
+    MMMU-Pro's mean of the two settings, else accuracy), by name."""
     return {
         "hub_id": bench.hub.repo,
         "title": bench.title,
         "split": bench.hub.split,
-        "accuracy": summary["accuracy"],
+        "metric": summary.get("headline", "accuracy"),
+        "value": summary["accuracy"],
         "protocol": summary["protocol"],
     }
 

@@ -96,7 +96,7 @@ def four_dimensional(items: list[dict[str, Any]]) -> dict[str, Any]:
 class WeMath(Benchmark):
     name = "wemath"
     title = "We-Math (testmini)"
-    hub = Hub("We-Math/We-Math", (None,), "testmini", ("image_path",))
+    hub = Hub("We-Math/We-Math", (None,), "testmini", ("image_path",), items=1740)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("key", "steps", "knowledge_concept")
 
     def from_row(self, row: dict[str, Any], config: str | None = None) -> Sample:
