@@ -100,6 +100,22 @@ def test_the_released_parquet_reads_as_annotated_records_without_a_map(tmp_path:
     assert Path(image).is_relative_to(tmp_path / ".prcli-cache" / "datasets" / "images")
 
 
+def test_an_edited_dataset_is_never_read_stale(tmp_path: Path) -> None:
+    """`datasets` keys its cache of a local file on its modification time, which `cp -p` keeps."""
+    import os
+
+    (tmp_path / "set").mkdir()
+    data = tmp_path / "set" / "geo3k.parquet"
+    for source in (data, data.parent):  # the file, and its folder through load_dataset
+        released_parquet(data, [released_row(0), released_row(1)])
+        first = [r.answer for r in read_source(Source(source, {}), AnnotatedProblem)]
+        stamp = data.stat()
+        released_parquet(data, [{**released_row(i), "answer": str(7 + i)} for i in range(2)])
+        os.utime(data, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # an edit that kept the old time
+        again = [r.answer for r in read_source(Source(source, {}), AnnotatedProblem)]
+        assert (first, again) == (["5", "5"], ["7", "8"])
+
+
 def test_an_undecodable_embedded_image_is_named_by_row(tmp_path: Path) -> None:
     bad = {**released_row(1), "images": [{"bytes": b"not an image", "path": None}]}
     data = released_parquet(tmp_path / "geo3k.parquet", [released_row(0), bad])
@@ -155,7 +171,9 @@ def test_a_parquet_folder_goes_through_load_dataset_with_its_splits(tmp_path: Pa
     )
 
 
-def test_relative_image_paths_start_at_the_dataset_folder(tmp_path: Path) -> None:
+def test_relative_image_paths_start_at_the_dataset_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "set"
     (folder / "img").mkdir(parents=True)
     (folder / "img" / "a.png").write_bytes(png("green"))
@@ -164,6 +182,9 @@ def test_relative_image_paths_start_at_the_dataset_folder(tmp_path: Path) -> Non
     for source in (folder / "train.parquet", folder):  # a file, and the folder load_dataset reads
         (record,) = read_source(Source(source, {}), Problem)
         assert record.images == [str(folder / "img" / "a.png")]
+    monkeypatch.chdir(tmp_path)  # a path given relative to the working folder, as on a command line
+    (record,) = read_source(Source(Path("set/train.parquet"), {}), Problem)
+    assert record.images == [str(folder / "img" / "a.png")]
     with pytest.raises(InputError, match="file not found"):
         read_source(Source(folder / "tset.parquet", {}), Problem)
 

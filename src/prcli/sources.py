@@ -317,19 +317,27 @@ def _load(source: Source) -> tuple[Any, Path | None]:
     import datasets
 
     spec, subset, split = source.spec, source.subset, source.split
+    # Local data is prepared anew each time: `datasets` keys its Arrow cache of local files on their
+    # modification times, which an edit can keep (cp -p, rsync -t, a coarse clock): read stale, silently.
+    fresh = datasets.DownloadMode.FORCE_REDOWNLOAD
     try:
         if isinstance(spec, str):
             return _one_split(source, lambda s: datasets.load_dataset(spec, subset, split=s)), None
+        spec = spec.expanduser().resolve()  # relative image paths start at the dataset's real folder
         if (spec / "dataset_dict.json").is_file() or (spec / "state.json").is_file():
             if subset:
                 raise _error(source, "--subset: a save_to_disk folder has no configurations")
             return _pick(source, datasets.load_from_disk(str(spec))), spec
         if spec.is_dir():
-            return _one_split(source, lambda s: datasets.load_dataset(str(spec), subset, split=s)), spec
+            return _one_split(
+                source, lambda s: datasets.load_dataset(str(spec), subset, split=s, download_mode=fresh)
+            ), spec
         if subset or split:
             raise _error(source, "--subset and --split choose within a dataset; this is one file")
         kind = _file_kind(spec)
-        return datasets.load_dataset(kind, data_files=str(spec.resolve()), split="train"), spec.parent
+        return datasets.load_dataset(
+            kind, data_files=str(spec), split="train", download_mode=fresh
+        ), spec.parent
     except (OSError, ValueError) as exc:
         where = "not a local file or folder, and the hub dataset" if isinstance(spec, str) else "the dataset"
         raise _error(source, f"{where} cannot be loaded: {exc}") from None
