@@ -16,7 +16,7 @@ import eval_fixtures as fx
 import prcli
 from conftest import SMALL, annotated_set
 from prcli.cli import app
-from prcli.model_card import CITATION, base_model_of, render_card
+from prcli.model_card import CITATION, base_model_of, published_files, render_card
 from prcli.sft.config import SFTStageConfig, build_sft_config
 from prcli.train import TrainConfig
 from prcli.train.config import build_grpo_config
@@ -95,6 +95,12 @@ def test_sft_then_grpo_cards_then_eval_results(tiny_model_dir: Path, tmp_path: P
         assert f"| {reward} | {weight} |" in text
     assert "lexical rules (lexical-v2)" in text and CITATION in text
     assert "| num_generations | 4 |" in text and "| learning_rate | 1e-06 |" in text
+    pushed = published_files(run)  # what --push-to-hub would upload: the model and its card only
+    assert {"README.md", "config.json", "model.safetensors"} <= set(pushed)
+    assert not [
+        f for f in pushed if f.endswith((".yaml", ".jsonl")) or f.startswith(("checkpoint-", "runs/"))
+    ]
+    assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
 
     # scores into the card's model-index: real MathVista testmini and Bard's real responses; a second eval
     # of the same benchmark and protocol replaces the entry
@@ -167,3 +173,29 @@ def test_a_hub_dataset_is_named_in_the_metadata(tmp_path: Path) -> None:
         "hub dataset [someone/geo3k-r1](https://huggingface.co/datasets/someone/geo3k-r1) (10 examples used)"
         in card.text
     )
+
+
+def test_a_card_shows_no_local_path_or_custom_prompt_text(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    cfg = TrainConfig(
+        model="qwen2.5-vl-7b",
+        data=data,
+        output_dir=tmp_path / "o",
+        judge="hf",
+        judge_model=str(tmp_path / "private" / "judge-32b"),
+        prompt_template="Look | closely.\n{question}\nAnswer in \\boxed{}.",
+    )
+    text = ModelCard(render_card(cfg.card(1))).text
+    assert str(tmp_path) not in text and "judge-32b (hf backend)" in text
+    assert "| prompt_template | custom text, sha256 " in text and "Look" not in text
+    lines = text.split("## Training settings")[1].split("## Citation")[0].strip().splitlines()
+    assert all(line.startswith("|") and line.endswith("|") for line in lines)  # one table, unbroken
+    hub_judge = TrainConfig(
+        model="m",
+        data=data,
+        output_dir=tmp_path / "o",
+        judge="openai",
+        judge_model="Qwen/Qwen2.5-32B-Instruct",
+    )
+    assert "Qwen/Qwen2.5-32B-Instruct (openai backend)" in render_card(hub_judge.card(1))

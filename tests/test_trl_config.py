@@ -72,8 +72,17 @@ def test_a_trl_yaml_gives_the_same_grpo_config_as_ours(tmp_path):
     assert a.reward_weights == [1.0, 0.2, 0.5, 0.8] and a.delta == 3.0 and a.num_train_epochs == 2
 
 
-def test_use_vllm_false_turns_rollouts_with_vllm_off(tmp_path):
+def test_use_vllm_alone_means_trls_default_mode(tmp_path):
     assert config_from(tmp_path, {**BASE, "model": "m", "use_vllm": False}).vllm == "off"
+    assert config_from(tmp_path, {**BASE, "model": "m", "use_vllm": True}).vllm == "colocate"
+    both = {
+        **BASE,
+        "model": "m",
+        "use_vllm": True,
+        "vllm_mode": "server",
+        "vllm_server_base_url": "http://h:8000",
+    }
+    assert config_from(tmp_path, both).vllm == "server"
 
 
 @pytest.mark.parametrize(
@@ -92,6 +101,7 @@ def test_use_vllm_false_turns_rollouts_with_vllm_off(tmp_path):
         ({"extra_trl_args": {"learning_rate": 1e-5}}, "prcli has this option; set it at the top level"),
         ({"extra_trl_args": {"num_train_epochs": 3}}, "its alias num_train_epochs"),
         ({"extra_trl_args": {"steps_per_generation": 2}}, "worked out by prcli"),
+        ({"extra_trl_args": {"hub_token": "hf_abc"}}, "a token is never written in a config"),
         (
             {"extra_trl_args": {"mask_truncated_completions": "often"}},
             "extra_trl_args.mask_truncated_completions",

@@ -94,6 +94,15 @@ def _data_line(data: Path | str) -> str:
     return f"dataset folder `{data.name}`"
 
 
+def _cell(key: str, value: Any) -> str:
+    """A settings table cell: a custom prompt by its hash (it may hold line breaks and `|`)."""
+    from prcli.prompts import TEMPLATES
+
+    if key == "prompt_template" and value not in TEMPLATES:
+        return f"custom text, sha256 {hashlib.sha256(str(value).encode()).hexdigest()[:16]}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def render_card(facts: TrainingFacts) -> str:
     """The card's text: YAML metadata the Hub reads, then what a reader needs to trust the model."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -133,7 +142,7 @@ def render_card(facts: TrainingFacts) -> str:
         if facts.judge:
             lines += ["", f"Perception judge: {facts.judge}."]
     lines += ["", "## Training settings", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in facts.settings.items() if k != "output_dir"]
+    lines += [f"| {k} | {_cell(k, v)} |" for k, v in facts.settings.items() if k != "output_dir"]
     lines += [
         "",
         "## Citation",
@@ -171,8 +180,21 @@ def publish(folder: Path, card: TrainingFacts, push: bool) -> str | None:
         ) from None
 
 
+PUSH_IGNORE = ("checkpoint-*", "checkpoint-*/**", "_*", "runs/**", "config.yaml", "*.jsonl")
+"""Not uploaded: checkpoints, logs, and the run's own records (config.yaml holds local paths and server
+URLs, the JSONL files training rows and rollouts); the card states the settings."""
+
+
+def published_files(folder: Path) -> list[str]:
+    """What `push_final` uploads from `folder`, by the Hub client's own pattern matching."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return list(filter_repo_objects(files, ignore_patterns=list(PUSH_IGNORE)))
+
+
 def push_final(folder: Path, repo_id: str) -> str:
-    """Upload the final model, its card and the run's logs (no checkpoints); the commit's URL."""
+    """Upload the final model and its card; the commit's URL."""
     from huggingface_hub import create_repo, upload_folder
 
     create_repo(repo_id, exist_ok=True)
@@ -180,7 +202,7 @@ def push_final(folder: Path, repo_id: str) -> str:
         repo_id=repo_id,
         folder_path=folder,
         commit_message="prcli: final model",
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "_*", "runs/**"],
+        ignore_patterns=list(PUSH_IGNORE),
     )
     return str(info.commit_url)
 

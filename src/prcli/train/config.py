@@ -285,7 +285,7 @@ class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
         judge = (
             f"prcli's lexical rules ({LEXICAL_VERSION}), a cheap stand-in, not the paper's LLM judge"
             if self.judge == "lexical"
-            else f"{self.judge_endpoint.model or 'the served model'} ({self.judge} backend)"
+            else f"{_public_name(self.judge_endpoint.model or 'the served model')} ({self.judge} backend)"
         )
         return TrainingFacts(
             stage="grpo",
@@ -307,6 +307,12 @@ class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
             failure_policy=self.failure_policy,
             cache=self.judge_cache,
         )
+
+
+def _public_name(model: str) -> str:
+    """A hub id as it is; a local model folder by its name only (a card goes public)."""
+    path = Path(model).expanduser()
+    return path.name if path.is_absolute() or path.exists() else model
 
 
 def on_cuda(cfg: TrainConfig) -> bool:

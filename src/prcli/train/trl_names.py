@@ -16,14 +16,15 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-Mapper = Callable[[Any], dict[str, Any]]
+Mapper = Callable[[Any, dict[str, Any]], dict[str, Any]]
+"""(the value, every key of the file) -> our settings."""
 
 
 def _rename(ours: str) -> Mapper:
-    return lambda value: {ours: value}
+    return lambda value, _: {ours: value}
 
 
-def _reward_weights(value: Any) -> dict[str, Any]:
+def _reward_weights(value: Any, _: dict[str, Any]) -> dict[str, Any]:
     names = ("w_accuracy", "w_format", "w_perception", "w_repetition")
     if not isinstance(value, list) or len(value) != len(names):
         raise ValueError(
@@ -32,17 +33,19 @@ def _reward_weights(value: Any) -> dict[str, Any]:
     return dict(zip(names, value, strict=True))
 
 
-def _warmup_steps(value: Any) -> dict[str, Any]:
+def _warmup_steps(value: Any, _: dict[str, Any]) -> dict[str, Any]:
     if isinstance(value, (int, float)) and 0 <= value < 1:
         return {"warmup_ratio": value}  # TRL reads a float below 1 as a ratio of the steps
     raise ValueError("warmup_steps: prcli takes the warmup as a ratio of the steps (warmup_ratio, below 1)")
 
 
-def _use_vllm(value: Any) -> dict[str, Any]:
-    return {} if value else {"vllm": "off"}  # on: vllm_mode says which (TRL's default: colocate)
+def _use_vllm(value: Any, values: dict[str, Any]) -> dict[str, Any]:
+    if not value:
+        return {"vllm": "off"}
+    return {} if "vllm_mode" in values else {"vllm": "colocate"}  # TRL's default mode
 
 
-def _lora_targets(value: Any) -> dict[str, Any]:
+def _lora_targets(value: Any, _: dict[str, Any]) -> dict[str, Any]:
     return {"lora_targets": ",".join(value) if isinstance(value, list) else value}
 
 
@@ -85,7 +88,7 @@ def apply_aliases(values: dict[str, Any], ours: set[str], where: str) -> dict[st
         if key not in ALIASES or key in ours:
             out[key] = value
             continue
-        for name, v in ALIASES[key](value).items():
+        for name, v in ALIASES[key](value, values).items():
             if name in values or name in mapped:
                 raise ValueError(f"{where}: {key} (TRL's name) and {mapped.get(name, name)} both set {name}")
             out[name] = v
@@ -115,6 +118,11 @@ def check_extra_trl_args(extra: dict[str, Any], ours: set[str]) -> dict[str, Any
     fields = grpo_fields()
     checked = {}
     for key, value in extra.items():
+        if key == "hub_token":
+            raise ValueError(
+                "extra_trl_args.hub_token: a token is never written in a config (config.yaml keeps it); "
+                "set HF_TOKEN in the environment or run `hf auth login`"
+            )
         if key in ours or (key in ALIASES and key not in DERIVED):
             name = key if key in ours else f"its alias {key}"
             raise ValueError(f"extra_trl_args.{key}: prcli has this option; set it at the top level ({name})")
