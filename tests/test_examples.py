@@ -198,3 +198,27 @@ def test_the_trl_named_example_is_the_paper_run(tmp_path: Path) -> None:
         build_grpo_config(trl.model_copy(update=cpu)).to_dict()
         == build_grpo_config(paper.model_copy(update=cpu)).to_dict()
     )
+
+
+def test_the_trl_named_example_runs_from_the_command_line_without_m(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's command: the model comes from the YAML's model_name_or_path (no -m); offline, the run
+    gets as far as loading that model, and stops there without writing anything."""
+    from typer.testing import CliRunner
+
+    from prcli.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tmp_path / "a.jsonl"
+    data.write_text("{}\n")
+    args = ["train", "--config", str(EXAMPLES / "train_trl_names.yaml"), "--data", str(data)]
+    args += ["-o", str(tmp_path / "run"), "--vllm", "off", "--judge", "lexical", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "cannot load model 'Qwen/Qwen2.5-VL-7B-Instruct'" in result.output
+    assert not (tmp_path / "run").exists()
+    result = CliRunner().invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "run")])
+    assert (
+        result.exit_code == 1
+        and "model: required: give --model on the command line or model:" in result.output
+    )

@@ -46,6 +46,10 @@ def build_config(
     """The stage config from the command's parameters (defaults < YAML < explicit flags)."""
     rename = rename or {}
     values = {rename.get(k, k): v for k, v in ctx.params.items() if k not in exclude}
+    fields = cls.model_fields
+    values = {
+        k: v for k, v in values.items() if v is not None or k not in fields or not fields[k].is_required()
+    }
     explicit = {rename.get(k, k) for k in explicit_params(ctx) if k not in exclude}
     if extra:
         values.update(extra)
@@ -67,6 +71,9 @@ def _option_for(
     annotation = _typer_type(info.annotation)
     help_text = info.description or ""
     required = info.is_required() and default is _FIELD_DEFAULT
+    if required and not positional:  # may come from --config instead: checked when the config is built
+        annotation, default, required = typing.Optional[annotation], None, False  # noqa: UP045
+        help_text += " Required: here or in the --config file."
     if default is _FIELD_DEFAULT:
         default = ... if required else info.get_default(call_default_factory=True)
     if positional:

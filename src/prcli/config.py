@@ -144,6 +144,11 @@ def known_names(cls: type[BaseModel]) -> set[str]:
 def _problem(where: Path, err: dict[str, Any], cls: type[BaseModel]) -> LineProblem:
     field = ".".join(str(p) for p in err["loc"]) or None
     message = err["msg"]
+    if err["type"] == "missing" and len(err["loc"]) == 1:
+        name = str(err["loc"][0])
+        message = (
+            f"required: give --{name.replace('_', '-')} on the command line or {name}: in the --config file"
+        )
     if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
         import difflib
 
