@@ -22,14 +22,22 @@ def _fill(cache: ResultCache, n: int, width: int = 100) -> None:
 
 def test_the_oldest_entries_go_when_the_cache_passes_its_limit(tmp_path):
     cache = ResultCache(tmp_path / "c.sqlite", max_bytes=20_000)
-    _fill(cache, 512)  # ~107 bytes each: 55 kB stored, checked every 256 stores
-    stored = cache.stored_bytes()
-    assert stored <= 20_000
-    assert stored >= 0.8 * 20_000  # evicted down to 90% of the limit, then topped up; not emptied
+    for i in range(300):  # ~105 bytes each: 31 kB stored in all
+        cache.put(f"k{i:04d}", "x" * 100)
+        assert cache.stored_bytes() <= 20_000 * 1.05 + 105  # checked every 5% of the limit stored
     assert cache.evicted > 0
-    kept = [i for i in range(512) if cache.get(f"k{i:04d}") is not None]
-    assert kept == list(range(512 - len(kept), 512))  # exactly the newest survive
-    assert len(cache) == len(kept)
+    kept = [i for i in range(300) if cache.get(f"k{i:04d}") is not None]
+    assert kept == list(range(300 - len(kept), 300))  # exactly the newest survive
+    assert cache.stored_bytes() >= 0.85 * 20_000  # evicted down to about 90% of the limit, not emptied
+
+
+def test_a_run_that_stores_little_still_leaves_the_cache_under_its_limit(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResultCache(path, max_bytes=10_000_000)
+    _fill(cache, 100, width=1000)  # 100 kB: less than one check's worth of a 10 MB limit
+    cache.max_bytes = 50_000
+    cache.close()
+    assert ResultCache(path, max_bytes=None).stored_bytes() <= 50_000
 
 
 def test_without_a_limit_nothing_is_evicted(tmp_path, monkeypatch):

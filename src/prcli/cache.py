@@ -9,8 +9,8 @@ node, corrupt, read-only or on a failing disk, as on a home folder shared across
 once and is bypassed for the rest of the run; results are then computed and not stored.
 
 The cache is bounded: when its entries pass `PRCLI_CACHE_MAX_SIZE` (default 2GiB; `none` for no
-limit) the oldest stored entries are evicted, first in, first out, down to 90% of the limit. The
-limit counts the entries' bytes (key and value); the file is larger by SQLite's own overhead until
+limit) the oldest stored entries are evicted, first in, first out, down to 90% of the limit (checked on
+opening, closing, and every 5% of the limit or 256 entries stored). The limit counts the entries' bytes (key and value); the file is larger by SQLite's own overhead until
 `pr cache clear` compacts it. `pr cache info|clear` look after it by hand.
 """
 
@@ -48,7 +48,8 @@ MAX_SIZE_ENV = "PRCLI_CACHE_MAX_SIZE"
 DEFAULT_MAX_SIZE = "2GiB"
 _UNLIMITED = ("none", "unlimited", "0")
 _EVICT_TO = 0.9  # of the limit, so that eviction does not run again on the next store
-_CHECK_EVERY = 256  # stores between two size checks
+_CHECK_EVERY = 256  # stores between two size checks, at most ...
+_CHECK_SHARE = 0.05  # ... or this share of the limit stored since the last check
 
 
 def default_cache_file(cache_dir: str | Path | None = None) -> Path:
@@ -91,6 +92,7 @@ class ResultCache:
         self.max_bytes = max_cache_bytes() if max_bytes == "env" else max_bytes
         self.evicted = 0
         self._stores = 0
+        self._unchecked = 0  # bytes stored since the last size check
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self.hits = 0
@@ -149,7 +151,10 @@ class ResultCache:
             (key, blob, time.time(), size),
         )
         self._stores += 1
-        if self._stores % _CHECK_EVERY == 0:
+        self._unchecked += size
+        if self._stores % _CHECK_EVERY == 0 or (
+            self.max_bytes is not None and self._unchecked > self.max_bytes * _CHECK_SHARE
+        ):
             self.enforce_limit()
 
     def stored_bytes(self) -> int:
@@ -158,6 +163,7 @@ class ResultCache:
 
     def enforce_limit(self) -> int:
         """Evict the oldest entries while the entries pass the limit; the number evicted."""
+        self._unchecked = 0
         if self.max_bytes is None:
             return 0
         stored = self.stored_bytes()
@@ -188,6 +194,7 @@ class ResultCache:
         return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
+        self.enforce_limit()  # a run that stored less than a check's worth still leaves the cache bounded
         with self._lock:
             if self._conn is not None:
                 with contextlib.suppress(sqlite3.Error):
