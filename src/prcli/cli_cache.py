@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from prcli.cache import MAX_SIZE_ENV, cache_info, clear_cache, default_cache_file, human_size
+from prcli.cache import (
+    MAX_SIZE_ENV,
+    cache_info,
+    clear_cache,
+    default_cache_dir,
+    default_cache_file,
+    human_size,
+)
 from prcli.cli_common import JSON_HELP
 from prcli.ui import console, handle_errors, print_json, table
 
@@ -47,7 +54,8 @@ def info_cmd(cache_dir: CacheDir = None, json_out: JsonOut = False) -> None:
         ("newest entry", info.newest or "-"),
         (
             "datasets read as input",
-            human_size(info.datasets_bytes) + " (kept: records point at their images)",
+            f"{human_size(info.datasets_bytes)} in {default_cache_dir() / 'datasets'} (PRCLI_CACHE_DIR, whatever "
+            "--cache-dir says; kept by clear: records point at their images)",
         ),
     ]
     console.print(table("result cache", ["", ""], rows))
