@@ -16,6 +16,7 @@ modification times or a `datasets` fingerprint, means an edited dataset is never
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -320,6 +321,11 @@ def _load(source: Source) -> tuple[Any, Path | None]:
     # Local data is prepared anew each time: `datasets` keys its Arrow cache of local files on their
     # modification times, which an edit can keep (cp -p, rsync -t, a coarse clock): read stale, silently.
     fresh = datasets.DownloadMode.FORCE_REDOWNLOAD
+    quiet = logging.getLogger(
+        "datasets"
+    )  # a file it cannot read is logged there and raised: said once, below
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         if isinstance(spec, str):
             return _one_split(source, lambda s: datasets.load_dataset(spec, subset, split=s)), None
@@ -341,6 +347,8 @@ def _load(source: Source) -> tuple[Any, Path | None]:
     except (OSError, ValueError) as exc:
         where = "not a local file or folder, and the hub dataset" if isinstance(spec, str) else "the dataset"
         raise _error(source, f"{where} cannot be loaded: {exc}") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def _one_split(source: Source, load: Callable[[str], Any]) -> Any:

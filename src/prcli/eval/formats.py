@@ -37,7 +37,14 @@ from typing import Any, Literal
 
 from prcli import __version__
 from prcli.eval.base import LETTERS, Benchmark, Sample
-from prcli.jsonl import InputError, LineProblem, iter_raw_lines, write_json_atomic, write_jsonl_atomic
+from prcli.jsonl import (
+    InputError,
+    LineProblem,
+    iter_raw_lines,
+    require_jsonl_file,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 
 PredictionsFormat = Literal["auto", "prcli", "lmms-eval", "vlmevalkit"]
 SamplesLog = Literal["none", "lmms-eval"]
@@ -103,6 +110,10 @@ def detect_format(path: Path, given: PredictionsFormat) -> str:
     none, or more than one, is an error asking for --predictions-format."""
     if given != "auto":
         return given
+    if path.suffix == ".jsonl":
+        require_jsonl_file(path)  # missing, a folder, a parquet under the wrong name: said as such
+    if path.is_file() and path.stat().st_size == 0:
+        raise _bad(path, "empty file")
     if path.suffix in VLMEVALKIT_SUFFIXES:
         return "vlmevalkit"
     if path.suffix not in (".jsonl", ".json"):
