@@ -142,6 +142,31 @@ def test_pr_train_takes_the_released_parquet(tiny_model_dir: Path, tmp_path: Pat
     assert yaml.safe_load((run / "config.yaml").read_text())["data"] == str(data.resolve())
 
 
+@pytest.mark.slow
+def test_pr_sft_takes_a_dataset_folder_with_a_field_map(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Worked solutions under other column names, in a save_to_disk folder with two splits."""
+    import datasets
+
+    rows = [{**released_row(i), "solution": "AD is half of AC.", "gt": str(i)} for i in range(4)]
+    for row in rows:
+        row["images"] = [row["images"][0]["bytes"]]
+    table = {k: [r[k] for r in rows] for k in ("problem", "gt", "images", "solution")}
+    split = datasets.Dataset.from_dict(table, features=datasets.Features(
+        {"problem": datasets.Value("string"), "gt": datasets.Value("string"),
+         "images": datasets.Sequence(datasets.Image()), "solution": datasets.Value("string")}
+    ))  # fmt: skip
+    datasets.DatasetDict({"train": split, "test": split.select([0])}).save_to_disk(str(tmp_path / "sft-set"))
+    run = tmp_path / "sft"
+    args = ["sft", "-m", str(tiny_model_dir), "--data", str(tmp_path / "sft-set"), "--split", "train"]
+    args += ["--field", "question=problem", "--field", "answer=gt", "--field", "cot=solution"]
+    args += ["-o", str(run), "--batch-size", "2", "--max-pixels", "3136", "--max-steps", "1", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train_examples"] == 4
+    result = runner.invoke(app, [*args[:7], "--field", "question=problem", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "answer" in result.output and "gt" in result.output, result.output
+
+
 # ----------------------------------------------------------------------------- datasets' own layouts
 
 
