@@ -117,3 +117,10 @@ def test_no_cache_yet_is_reported_not_created(tmp_path, command):
     result = runner.invoke(app, ["cache", command, "--cache-dir", str(tmp_path / "none")])
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_an_entry_larger_than_the_limit_is_not_stored_and_evicts_nothing(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite", max_bytes=10_000)
+    _fill(cache, 40)
+    cache.put("huge", "x" * 20_000)
+    assert cache.get("huge") is None and len(cache) == 40 and cache.evicted == 0

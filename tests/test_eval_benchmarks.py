@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -922,3 +924,34 @@ def test_mmmu_pro_native_ids_do_not_answer_both_settings(tmp_path: Path) -> None
     result = runner.invoke(app, eval_args("mmmu_pro", single, tmp_path / "out1", "--predictions", str(preds)))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["accuracy"] == 100.0
+
+
+def test_an_edited_local_parquet_is_scored_as_it_now_is(tmp_path: Path) -> None:
+    """`datasets` caches a local parquet by its modification time, which an edited copy can keep."""
+    import os
+
+    data = fx.mathvista(tmp_path)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "response": "\\boxed{5}"}) + "\n" for i in ("1", "2", "3")))
+    args = [
+        "eval",
+        "-b",
+        "mathvista",
+        "--data",
+        str(data),
+        "--predictions",
+        str(preds),
+        "--json",
+        "--overwrite",
+    ]
+    first = json.loads(CliRunner().invoke(app, [*args, "-o", str(tmp_path / "a")]).stdout)["correct"]
+    stamp = data.stat()
+    table = pq.read_table(data)
+    answers = table.column("answer").to_pylist()
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("answer"), "answer", pa.array(["7"] * len(answers))),
+        data,
+    )
+    os.utime(data, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    again = json.loads(CliRunner().invoke(app, [*args, "-o", str(tmp_path / "b")]).stdout)["correct"]
+    assert (first, again) == (answers.count("5"), 0)

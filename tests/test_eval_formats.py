@@ -302,3 +302,12 @@ def test_other_json_and_jsonl_files_keep_their_readers(tmp_path: Path) -> None:
 def test_every_benchmark_names_its_native_id_field() -> None:
     """A benchmark added later must say which row field is its id before lmms-eval docs can name it."""
     assert set(BENCHMARKS) <= set(NATIVE_ID_FIELD)
+
+
+def test_an_id_named_twice_in_a_json_map_is_refused(tmp_path: Path) -> None:
+    """json.loads keeps the last of two equal keys: the first response would vanish unseen."""
+    doubled = tmp_path / "map.json"
+    a, b = json.dumps(PIDS[0]), json.dumps(PIDS[1])
+    doubled.write_text(f'{{{a}: "\\\\boxed{{5}}", {b}: "(A)", {a}: "\\\\boxed{{9}}"}}')
+    code, output = pr_eval(tmp_path / "o", doubled)
+    assert code != 0 and f"duplicate id '{PIDS[0]}'" in output and not (tmp_path / "o").exists()

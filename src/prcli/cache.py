@@ -146,15 +146,19 @@ class ResultCache:
     def put(self, key: str, value: Any) -> None:
         blob = json.dumps(value, ensure_ascii=False)
         size = len(key) + len(blob.encode("utf-8"))
+        if self.max_bytes is not None and size > self.max_bytes * _EVICT_TO:
+            return  # it would evict everything else, itself included: not stored
         self._query(
             "INSERT OR REPLACE INTO results (key, value, created, size) VALUES (?, ?, ?, ?)",
             (key, blob, time.time(), size),
         )
-        self._stores += 1
-        self._unchecked += size
-        if self._stores % _CHECK_EVERY == 0 or (
-            self.max_bytes is not None and self._unchecked > self.max_bytes * _CHECK_SHARE
-        ):
+        with self._lock:
+            self._stores += 1
+            self._unchecked += size
+            due = self._stores % _CHECK_EVERY == 0 or (
+                self.max_bytes is not None and self._unchecked > self.max_bytes * _CHECK_SHARE
+            )
+        if due:
             self.enforce_limit()
 
     def stored_bytes(self) -> int:
@@ -163,7 +167,8 @@ class ResultCache:
 
     def enforce_limit(self) -> int:
         """Evict the oldest entries while the entries pass the limit; the number evicted."""
-        self._unchecked = 0
+        with self._lock:
+            self._unchecked = 0
         if self.max_bytes is None:
             return 0
         stored = self.stored_bytes()

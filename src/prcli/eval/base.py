@@ -188,8 +188,12 @@ class Benchmark:
         if path.suffix == ".parquet":
             import datasets
 
+            # prepared anew: `datasets` keys its cache of a local file on its modification time, which an
+            # edited copy can keep (cp -p): the old rows would be scored, silently
+            fresh = datasets.DownloadMode.FORCE_REDOWNLOAD
             ds = self._maybe_undecode(
-                datasets.load_dataset("parquet", data_files=str(path), split="train"), decode_images
+                datasets.load_dataset("parquet", data_files=str(path), split="train", download_mode=fresh),
+                decode_images,
             )
             for n, row in enumerate(ds, 1):
                 yield n, dict(row)

@@ -291,8 +291,16 @@ def _json_predictions(path: Path) -> dict[str, str]:
     def bad(message: str, where: str | None = None) -> InputError:
         return InputError([LineProblem(path, 0, message, where)])
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise bad(f"duplicate id {key!r}")
+            seen[key] = value
+        return seen
+
     try:
-        obj = json.loads(path.read_bytes().decode("utf-8"))
+        obj = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=unique)
     except UnicodeDecodeError as exc:
         raise bad(f"not valid UTF-8 (byte offset {exc.start})") from None
     except json.JSONDecodeError as exc:
