@@ -199,3 +199,26 @@ def test_a_card_shows_no_local_path_or_custom_prompt_text(tmp_path: Path) -> Non
         judge_model="Qwen/Qwen2.5-32B-Instruct",
     )
     assert "Qwen/Qwen2.5-32B-Instruct (openai backend)" in render_card(hub_judge.card(1))
+
+
+def test_the_items_scored_not_the_rows_read_must_be_the_published_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MathVerse's Text Only rows are read but not scored: rows can pass the count while the headline's
+    items do not. Here the fixture's 3 rows stand against a published size of 2."""
+    from prcli.eval import get_benchmark
+
+    monkeypatch.setattr(get_benchmark("mathvista").hub, "items", 2)
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "README.md").write_text("---\ntags: [prcli]\n---\n")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "1", "response": "5"}) + "\n")
+    args = ["eval", "-b", "mathvista", "--data", str(fx.mathvista(tmp_path)), "--predictions", str(preds)]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "o"), "--model-card", str(tmp_path / "card")])
+    assert (
+        result.exit_code == 1
+        and "this copy of it has 3" in result.output
+        and "the card is unchanged" in result.output
+    )
+    assert (tmp_path / "o" / "summary.json").is_file()  # the scores themselves stand
+    assert "model-index" not in (tmp_path / "card" / "README.md").read_text()
