@@ -282,6 +282,12 @@ def test_judge_to_wandb_offline(
     assert failed.exit_code == 1 and "bad.jsonl:1" in failed.output
     printed = json.loads(ok([*args, "--report-to", "wandb", "--run-name", "lexical-audit", "--json"]).stdout)
     assert printed["mean_score"] == pytest.approx(0.75)
+    down = ["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0", "--no-cache"]
+    down_out = ["-o", str(tmp_path / "down" / "j.jsonl")]
+    partial = runner.invoke(
+        app, [*args[:2], *down_out, *args[4:], *down, "--report-to", "wandb", "--run-name", "judge-down"]
+    )
+    assert partial.exit_code == 1, partial.output  # every judgement failed: the stage returned, with failures
 
     import wandb
 
@@ -292,7 +298,11 @@ def test_judge_to_wandb_offline(
         (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
         (exit_code,) = [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"]
         runs[run.display_name] = (run_dir, records, exit_code)
-    assert {name: code for name, (_, _, code) in runs.items()} == {"broken": 1, "lexical-audit": 0}
+    assert {name: code for name, (_, _, code) in runs.items()} == {
+        "broken": 1,
+        "lexical-audit": 0,
+        "judge-down": 1,
+    }
     run_dir, records, _ = runs["lexical-audit"]
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert (run.display_name, run.project, run.job_type) == ("lexical-audit", "from-the-environment", "judge")
@@ -395,3 +405,26 @@ def test_several_benchmarks_get_a_run_each(tmp_path: Path) -> None:
         run_name="m",
     )
     assert [c.run_name for c in per_benchmark(cfg)] == ["m-mathvista", "m-mmstar"]
+
+
+def test_judge_of_a_dataset_with_a_field_map_shows_its_responses(
+    judge_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The completions table reads the responses as `pr judge` did: a parquet file, its --field map."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    responses, annotated = judge_files
+    rows = [json.loads(x) for x in responses.read_text().splitlines()]
+    data = tmp_path / "responses.parquet"
+    pq.write_table(
+        pa.Table.from_pylist([{"id": r["id"], "problem": r["problem"], "text": r["response"]} for r in rows]),
+        data,
+    )
+    out = tmp_path / "out" / "j.jsonl"
+    ok(["judge", str(data), "-o", str(out), "--annotations", str(annotated), "--annotation-key", "problem",
+        "--field", "response=text", "--report-to", "tensorboard", "--run-name", "from-parquet"])  # fmt: skip
+    _, texts = tensorboard_run(out.parent / "runs" / "from-parquet")
+    (_, table), *_ = texts["completions"]
+    shown = {row[0]: row[1] for row in markdown_rows(table)}  # id -> response
+    assert shown == {r["id"]: r["response"] for r in rows}, table

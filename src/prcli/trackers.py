@@ -351,21 +351,18 @@ def _judge_report(cfg: Any, result: Any) -> Report:
 
 
 def _judged_responses(cfg: Any, ids: set[str]) -> dict[str, tuple[str | None, list[str] | None]]:
-    """{id: (response, annotations)} of the judged input lines among `ids`, joined as `pr judge` joins."""
-    from prcli.judge.run import load_annotations
+    """{id: (response, annotations)} of the judged responses among `ids`, read as `pr judge` read them
+    (any input it takes, its --field map, its annotation join); lines it left out are left out."""
+    from prcli.judge.run import annotation_join, load_annotations
+    from prcli.records import Response
+    from prcli.sources import Source, read_source
 
     by_id = load_annotations(cfg.annotations) if cfg.annotations else None
+    join = annotation_join(by_id, cfg.annotation_key, cfg.annotations)
     found: dict[str, tuple[str | None, list[str] | None]] = {}
-    with open(cfg.responses, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line --skip-invalid left out
-                continue
-            if isinstance(row, dict) and str(row.get("id")) in ids:
-                ref = str(row.get(cfg.annotation_key))
-                annotations = by_id.get(ref) if by_id is not None else row.get("annotations")
-                found[str(row["id"])] = (row.get("response"), annotations)
+    for r in read_source(Source.of(cfg.responses, cfg), Response, skip_invalid=True, convert=join):
+        if r.id in ids:
+            found[r.id] = (r.response, r.annotations)
     return found
 
 
@@ -418,7 +415,7 @@ def tracked(stage: str) -> Callable[[F], F]:
 
     The tracker starts before the stage (so it fails first), the run name is resolved into the config
     the stage saves, the stage's numbers and tables are logged when it returns, and a stage that
-    raises closes its run as failed."""
+    raises, or returns with failed items, closes its run as failed."""
     spec = STAGES[stage]
 
     def decorate(fn: F) -> F:
@@ -434,7 +431,8 @@ def tracked(stage: str) -> Callable[[F], F]:
             except BaseException:
                 tracker.close(failed=True)
                 raise
-            tracker.close(failed=False)
+            # items that failed (the command exits 1 and the next run retries them): not a finished run
+            tracker.close(failed=bool(getattr(result, "failed", 0)))
             return result
 
         return wrapper  # type: ignore[return-value]
