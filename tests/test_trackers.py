@@ -5,6 +5,7 @@ W&B run's `.wandb` log through wandb's record protobuf). Nothing reaches the net
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -428,3 +429,26 @@ def test_judge_of_a_dataset_with_a_field_map_shows_its_responses(
     (_, table), *_ = texts["completions"]
     shown = {row[0]: row[1] for row in markdown_rows(table)}  # id -> response
     assert shown == {r["id"]: r["response"] for r in rows}, table
+
+
+@pytest.mark.slow
+def test_a_training_run_reports_to_prclis_project_and_is_closed_after(
+    wandb_env: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers' W&B fallback project is `huggingface` and it leaves its run open, so the next run of
+    the process (an eval after training, from Python) would have been logged into it."""
+    import wandb
+
+    from conftest import SMALL, annotated_set
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    data = annotated_set(tmp_path, n=2)
+    args = ["train", "-m", str(tiny_model_dir), "--data", str(data), "-o", str(tmp_path / "run"), *SMALL]
+    ok([*args, "--max-steps", "1", "--report-to", "wandb", "--run-name", "grpo-1"])
+    assert wandb.run is None and "WANDB_PROJECT" not in os.environ
+    wandb.teardown()
+    (run_dir,) = (wandb_env / "wandb").glob("offline-run-*")
+    records = wandb_records(run_dir)
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    (exit_code,) = [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"]
+    assert (run.display_name, run.project, exit_code) == ("grpo-1", "prcli", 0)

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ class TrackerOptions(BaseModel):
         "from WANDB_API_KEY or `wandb login`).",
     )
     run_name: RunName = Field(
-        None, description="The tracker run's name (default: STAGE-YYYYmmdd-HHMMSS, saved in the config)."
+        None, description="The tracker run's name (default: STAGE-YYYYmmdd-HHMMSS-xxxx, saved in the config)."
     )
     project: RunName = Field(
         None,
@@ -259,15 +260,22 @@ def trainer_tracking(cfg: TrackerOptions, trainer: Any, out: Path, label: str) -
             if isinstance(callback, TensorBoardCallback):
                 callback.logging_dir = str(folder)
     before = os.environ.get("WANDB_PROJECT")
-    if cfg.report_to == "wandb" and cfg.project:
-        os.environ["WANDB_PROJECT"] = cfg.project
+    if cfg.report_to == "wandb":  # transformers' own fallback is "huggingface"; every stage's is ours
+        os.environ["WANDB_PROJECT"] = project_name(cfg)
+    failed = True
     try:
         yield
+        failed = False
     finally:
         if before is None:
             os.environ.pop("WANDB_PROJECT", None)
         else:
             os.environ["WANDB_PROJECT"] = before
+        if cfg.report_to == "wandb":  # transformers leaves its run open: the next run would join it
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=1 if failed else 0)
 
 
 class WandB:
@@ -278,7 +286,8 @@ class WandB:
         self.wandb = wandb
         try:
             self.run = wandb.init(
-                project=cfg.project or os.environ.get("WANDB_PROJECT") or "prcli",
+                project=project_name(cfg),
+                reinit="create_new",  # a run left open in this process (a training run) stays its own
                 name=cfg.run_name,
                 job_type=stage,
                 config=plain_values(cfg.model_dump(mode="python")),
@@ -307,7 +316,13 @@ def open_tracker(cfg: TrackerOptions, stage: str, folder: Path) -> Tracker:
 
 
 def default_run_name(label: str) -> str:
-    return f"{label}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """STAGE-YYYYmmdd-HHMMSS-xxxx: two runs started in the same second (in parallel, or one after the
+    other in a short stage) never share a run folder."""
+    return f"{label}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def project_name(cfg: TrackerOptions) -> str:
+    return cfg.project or os.environ.get("WANDB_PROJECT") or "prcli"
 
 
 # ----------------------------------------------------------------------------- what each stage reports
