@@ -207,3 +207,53 @@ def test_an_error_shows_brackets_as_written(tmp_path: Path) -> None:
     missing = tmp_path / "runs[test]" / "none.jsonl"
     result = CliRunner().invoke(app, ["judge", str(missing), "-o", str(tmp_path / "o.jsonl")])
     assert result.exit_code != 0 and "runs[test]" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://alice:sk-proj-SECRET1234@api.example.com/v1", "https://gen.example.com/v1?key=AIzaSECRET1234"],
+)
+def test_a_url_with_a_credential_is_refused_without_repeating_it(tmp_path: Path, url: str) -> None:
+    from typer.testing import CliRunner
+
+    from prcli.cli import app
+
+    runner = CliRunner()
+    responses = tmp_path / "r.jsonl"
+    responses.write_text('{"id": "a", "response": "x", "annotations": ["y"]}\n')
+    for args in (
+        ["judge", str(responses), "-o", str(tmp_path / "j.jsonl"), "--backend", "openai", "--base-url", url],
+        [
+            "eval",
+            "-b",
+            "mathvista",
+            "--predictions",
+            str(responses),
+            "-o",
+            str(tmp_path / "e"),
+            "--base-url",
+            url,
+        ],
+        [
+            "train",
+            "-m",
+            "m",
+            "--data",
+            str(responses),
+            "-o",
+            str(tmp_path / "t"),
+            "--vllm",
+            "server",
+            "--vllm-server-url",
+            url,
+        ],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "carries a credential" in result.output, result.output
+        assert "SECRET" not in result.output
+    assert not any(tmp_path.glob("[jet]*"))
+    from prcli.llm import Endpoint
+
+    assert Endpoint(base_url="http://judge:8000/v1?timeout=30").base_url == [
+        "http://judge:8000/v1?timeout=30"
+    ]

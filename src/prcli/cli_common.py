@@ -90,13 +90,27 @@ def _option_for(
 
 
 def _typer_type(annotation: Any) -> Any:
-    """typer takes no unions: one with `str` (a path or a hub name) is read as text, and the config's
-    own validation makes it what it is."""
+    """What typer can parse; the config's own validation makes the value what it is. typer takes no
+    unions (one with `str`, a path or a hub name, is read as text) and no validators inside a list or
+    an optional (`list[ServerUrl]` is read as `list[str]`)."""
+    annotation = _plain(annotation)
     if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
         return annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if len(args) > 1 and str in args:
         return str if len(args) == len(typing.get_args(annotation)) else typing.Optional[str]  # noqa: UP045
+    return annotation
+
+
+def _plain(annotation: Any) -> Any:
+    """`annotation` without `Annotated[...]` metadata at any depth."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _plain(args[0])
+    if origin is list:
+        return list[_plain(args[0])]  # type: ignore[misc]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_plain(a) for a in args)]  # noqa: UP007
     return annotation
 
 

@@ -43,6 +43,26 @@ def _env_var_name(value: str) -> str:
 
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 
+_SECRET_PARAMS = re.compile(r"(key|token|secret|password|passwd|auth|sig|signature|credential)", re.I)
+
+
+def _server_url(value: str) -> str:
+    """Refuse a URL that carries a credential (`user:pass@`, `?key=...`): it would be saved in config.yaml
+    and sent to trackers. The value is never repeated in the message."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(value)
+    if parts.username or parts.password or any(_SECRET_PARAMS.search(k) for k, _ in parse_qsl(parts.query)):
+        raise ValueError(
+            "this URL carries a credential (user:password@ or a key in its query), which would be saved in "
+            "the run's config: give the URL without it and the key through the environment variable named "
+            "by the api-key-env option"
+        )
+    return value
+
+
+ServerUrl = Annotated[str, AfterValidator(_server_url)]
+
 
 class StageConfig(BaseModel):
     """Base of every stage config: unknown keys are errors (a typo must not pass silently).

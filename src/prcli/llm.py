@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from prcli.config import EnvVarName, StageConfig
+from prcli.config import EnvVarName, ServerUrl, StageConfig
 
 log = logging.getLogger("prcli.llm")
 
@@ -54,7 +54,7 @@ class Endpoint(StageConfig):
     the roles cannot drift apart.
     """
 
-    base_url: list[str] = Field(
+    base_url: list[ServerUrl] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000/v1"],
         description="Server URL, ending in /v1; repeat the option for several replicas of one model "
         "(each request goes to the one with the fewest in flight).",

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from prcli.cache import ResultCache
-from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, StageConfig, save_config
+from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, EnvVarName, ServerUrl, StageConfig, save_config
 from prcli.errors import StageError
 from prcli.eval import BENCHMARKS, get_benchmark
 from prcli.eval.base import Benchmark, Sample
@@ -108,7 +108,7 @@ class EvalConfig(StageConfig, TrackerOptions):
         "official",
         description="official (the benchmark's own), r1 (Perception-R1's think/answer/boxed suffix) or cot.",
     )
-    base_url: list[str] = Field(
+    base_url: list[ServerUrl] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000/v1"],
         description="openai backend: server URL, ending in /v1; repeat the option for several replicas.",
     )

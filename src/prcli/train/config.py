@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from prcli.config import StageConfig
+from prcli.config import ServerUrl, StageConfig
 from prcli.errors import StageError
 from prcli.judge.core import Backend, FailurePolicy, JudgeConfig, judge_endpoint
 from prcli.judge.statements import LEXICAL_VERSION
@@ -185,7 +185,7 @@ class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
     vllm: VllmMode = Field(
         "off", description="Rollouts with vLLM (GPU): off, colocate, or server (trl vllm-serve)."
     )
-    vllm_server_url: str | None = Field(
+    vllm_server_url: ServerUrl | None = Field(
         None,
         description="URL of `trl vllm-serve` for --vllm server (start it with --max_model_len "
         "max_prompt_length + max_completion_length, as colocated vLLM gets).",
