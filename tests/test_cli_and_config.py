@@ -181,7 +181,7 @@ def test_a_connection_setting_a_role_does_not_use_is_refused(tmp_path: Path) -> 
     from prcli.annotate.run import AnnotateConfig
 
     base = {"problems": tmp_path / "p.jsonl", "out": tmp_path / "o.jsonl"}
-    from prcli.eval.run import EvalConfig
+    from prcli.eval.config import EvalConfig
     from prcli.train import TrainConfig
 
     with pytest.raises(ValueError, match="--teacher-prompt: teacher does not use this setting"):

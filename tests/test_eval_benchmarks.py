@@ -14,8 +14,8 @@ import eval_fixtures as fx
 from prcli.cli import app
 from prcli.errors import StageError
 from prcli.eval import BENCHMARKS, Benchmark, get_benchmark
+from prcli.eval.config import EvalConfig
 from prcli.eval.extract import choice_letter, extract_answer, last_boxed, letter_like, mentioned_option
-from prcli.eval.run import EvalConfig
 from prcli.testing import FaultServer
 
 runner = CliRunner()
@@ -401,7 +401,7 @@ def test_emma_fixture(tmp_path: Path) -> None:
 def test_official_decoding_is_offered_where_the_runner_samples(tmp_path: Path) -> None:
     """EMMA's runner samples open models at temperature 0.7: that is its `official` decoding, keyed
     like `EvalConfig.decoding`; greedy stays the default, and benchmarks run greedily offer nothing."""
-    from prcli.eval.run import EvalConfig
+    from prcli.eval.config import EvalConfig
 
     emma = get_benchmark("emma")
     assert emma.official_decoding == {"temperature": 0.7, "max_new_tokens": 4096}
@@ -890,7 +890,7 @@ def test_several_benchmarks_refuse_before_anything_loads(
 
 
 def test_all_is_the_papers_eight_in_its_order() -> None:
-    from prcli.eval.run import benchmark_names
+    from prcli.eval.several import benchmark_names
 
     assert benchmark_names("all") == PAPER_EIGHT
     assert benchmark_names("MMMU-Pro,mmstar,mmmu_pro") == ["mmmu_pro", "mmstar"]

@@ -393,7 +393,8 @@ def test_tracker_options_that_make_no_sense_are_refused(
 
 
 def test_several_benchmarks_get_a_run_each(tmp_path: Path) -> None:
-    from prcli.eval.run import EvalConfig, per_benchmark
+    from prcli.eval.config import EvalConfig
+    from prcli.eval.several import per_benchmark
 
     preds = tmp_path / "preds"
     for name in ("mathvista", "mmstar"):

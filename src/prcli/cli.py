@@ -14,7 +14,8 @@ from prcli.cli_common import config_command
 from prcli.demo import DemoConfig
 from prcli.diagnose.records import DiagnoseConfig
 from prcli.diagnose.run import DiagnoseSummary
-from prcli.eval.run import EvalConfig, EvalSummary
+from prcli.eval.config import EvalConfig
+from prcli.eval.run import EvalSummary
 from prcli.judge.run import JudgeRunConfig
 from prcli.mcnemar import McNemarConfig
 from prcli.report import ReportConfig
@@ -326,7 +327,8 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
     --predictions are then folders with one entry per benchmark, named after it; --json prints
     {bench: summary}.
     """
-    from prcli.eval.run import per_benchmark, run_eval
+    from prcli.eval.run import run_eval
+    from prcli.eval.several import per_benchmark
 
     configs = per_benchmark(cfg)
     if len(configs) > 1:
@@ -345,7 +347,7 @@ def eval_cmd(cfg: EvalConfig, json_out: bool = False) -> None:
 
 def _eval_several(configs: list[EvalConfig], json_out: bool) -> None:
     """Several benchmarks, one model: a table each, then one line each; exit 1 naming the failed ones."""
-    from prcli.eval.run import run_evals
+    from prcli.eval.several import run_evals
 
     runs = run_evals(configs, under=with_progress)
     if json_out:
