@@ -13,7 +13,17 @@ import pkgutil
 from prcli.errors import StageError
 from prcli.eval.base import BENCHMARKS, PROMPT_STYLES, Benchmark, Sample
 
-_NOT_BENCHMARKS = {"base", "config", "extract", "formats", "generate", "predictions", "protocols", "run", "several"}
+_NOT_BENCHMARKS = {
+    "base",
+    "config",
+    "extract",
+    "formats",
+    "generate",
+    "predictions",
+    "protocols",
+    "run",
+    "several",
+}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _NOT_BENCHMARKS:
