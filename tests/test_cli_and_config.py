@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,22 @@ def test_a_url_with_a_credential_is_refused_without_repeating_it(tmp_path: Path,
     assert Endpoint(base_url="http://judge:8000/v1?timeout=30").base_url == [
         "http://judge:8000/v1?timeout=30"
     ]
+
+
+def test_an_input_argument_may_come_from_the_config_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from prcli.cli import app
+
+    responses = tmp_path / "r.jsonl"
+    responses.write_text('{"id": "a", "response": "AB = 3", "annotations": ["AB = 3", "BC = 4"]}\n')
+    cfg = tmp_path / "judge.yaml"
+    cfg.write_text(f"responses: {responses}\nout: {tmp_path / 'j.jsonl'}\n")
+    result = CliRunner().invoke(app, ["judge", "--config", str(cfg), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "j.jsonl").read_text())["score"] == 0.5
+    result = CliRunner().invoke(app, ["mcnemar", str(tmp_path / "j.jsonl")])
+    assert (
+        result.exit_code == 1
+        and "b: required: give B on the command line or b: in the --config file" in result.output
+    )

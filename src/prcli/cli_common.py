@@ -42,8 +42,10 @@ def build_config(
     exclude: set[str] = frozenset(),  # type: ignore[assignment]
     rename: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> C:
-    """The stage config from the command's parameters (defaults < YAML < explicit flags)."""
+    """The stage config from the command's parameters (defaults < YAML < explicit flags); a required
+    field left unset on the command line may come from the YAML file."""
     rename = rename or {}
     values = {rename.get(k, k): v for k, v in ctx.params.items() if k not in exclude}
     fields = cls.model_fields
@@ -53,7 +55,7 @@ def build_config(
     explicit = {rename.get(k, k) for k in explicit_params(ctx) if k not in exclude}
     if extra:
         values.update(extra)
-    return resolve_config(cls, values, explicit, config_file)
+    return resolve_config(cls, values, explicit, config_file, arguments)
 
 
 # ----------------------------------------------------------------------------- options from a config model
@@ -71,7 +73,7 @@ def _option_for(
     annotation = _typer_type(info.annotation)
     help_text = info.description or ""
     required = info.is_required() and default is _FIELD_DEFAULT
-    if required and not positional:  # may come from --config instead: checked when the config is built
+    if required:  # may come from --config instead: checked when the config is built
         annotation, default, required = typing.Optional[annotation], None, False  # noqa: UP045
         help_text += " Required: here or in the --config file."
     if default is _FIELD_DEFAULT:
@@ -188,7 +190,9 @@ def config_command(
         def wrapper(ctx: typer.Context, **kwargs: Any) -> Any:
             from prcli.ui import stdout_for_results_only
 
-            cfg = build_config(ctx, cls, kwargs.get("config"), exclude={"config", "json_out"})
+            cfg = build_config(
+                ctx, cls, kwargs.get("config"), exclude={"config", "json_out"}, arguments=positional
+            )
             with stdout_for_results_only():
                 return fn(cfg, json_out=kwargs.get("json_out", False))
 

@@ -161,14 +161,15 @@ def known_names(cls: type[BaseModel]) -> set[str]:
     return names | set(getattr(cls, "yaml_aliases", dict)())
 
 
-def _problem(where: Path, err: dict[str, Any], cls: type[BaseModel]) -> LineProblem:
+def _problem(
+    where: Path, err: dict[str, Any], cls: type[BaseModel], arguments: tuple[str, ...]
+) -> LineProblem:
     field = ".".join(str(p) for p in err["loc"]) or None
     message = err["msg"]
     if err["type"] == "missing" and len(err["loc"]) == 1:
         name = str(err["loc"][0])
-        message = (
-            f"required: give --{name.replace('_', '-')} on the command line or {name}: in the --config file"
-        )
+        flag = name.upper() if name in arguments else "--" + name.replace("_", "-")
+        message = f"required: give {flag} on the command line or {name}: in the --config file"
     if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
         import difflib
 
@@ -182,8 +183,10 @@ def resolve_config(
     cli_values: dict[str, Any],
     explicit: set[str],
     config_file: str | Path | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> C:
     """Merge CLI values (their defaults included), a YAML file, and the flags given explicitly.
+    `arguments`: the fields the command takes as positional arguments (for the messages).
 
     A config class may take other tools' names in its YAML file (`pr train` takes TRL's): its
     `from_yaml_names(values)` turns them into its own before the merge."""
@@ -203,7 +206,7 @@ def resolve_config(
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
-        raise InputError([_problem(where, e, cls) for e in exc.errors()]) from None
+        raise InputError([_problem(where, e, cls, arguments) for e in exc.errors()]) from None
 
 
 def plain_values(value: Any) -> Any:
