@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
 from prcli.config import plain_values
 from prcli.jsonl import content_hash, sibling
 
-__all__ = ["settings_hash", "sibling"]
+__all__ = ["StageResult", "settings_hash", "sibling"]
+
+
+class StageResult:
+    """Base of the dataclass a stage returns: `as_dict` is its `--json` form (paths as text)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
 
 
 def settings_hash(config: BaseModel, keys: Iterable[str], **extra: object) -> str:

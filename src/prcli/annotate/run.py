@@ -35,7 +35,7 @@ from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_failed
 from prcli.llm import ChatResult, Constraint, Endpoint, LLMClient
 from prcli.records import AnnotatedProblem, Problem, Provenance
 from prcli.rewards import answer_content
-from prcli.runs import settings_hash, sibling
+from prcli.runs import StageResult, settings_hash, sibling
 from prcli.sources import DataSource, Source, SourceOptions, read_source
 from prcli.trackers import TrackerOptions, tracked
 from prcli.verify import AsyncVerifier, VerifierPool
@@ -115,7 +115,7 @@ class _Outcome:
 
 
 @dataclass
-class AnnotateSummary:
+class AnnotateSummary(StageResult):
     out: Path
     problems: int
     already_done: int
@@ -134,9 +134,6 @@ class AnnotateSummary:
     seconds: float = 0.0
     dropped_path: Path | None = None
     failed_path: Path | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 def _chat_backend(kind: str, cfg: AnnotateConfig, role: Literal["teacher", "extractor"]) -> Any:

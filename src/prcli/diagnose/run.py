@@ -28,7 +28,7 @@ from prcli.jsonl import (
 from prcli.judge.core import DEFAULT_JUDGE_MODEL
 from prcli.judge.run import annotation_join, load_annotations
 from prcli.judge.statements import LEXICAL_VERSION, Verdict, lexical_fact_verdicts
-from prcli.runs import settings_hash, sibling
+from prcli.runs import StageResult, settings_hash, sibling
 
 # the settings that shape a label: a change relabels
 RESULT_KEYS = ("judge", "judge_endpoint.model", "max_tokens", "annotations", "annotation_key")
@@ -38,7 +38,7 @@ VerdictFn = Callable[[list[str], str], Awaitable[tuple[list[Verdict] | None, str
 
 
 @dataclass
-class DiagnoseSummary:
+class DiagnoseSummary(StageResult):
     out: Path
     summary_path: Path
     total: int
@@ -52,12 +52,6 @@ class DiagnoseSummary:
     seconds: float = 0.0
     failed_path: Path | None = None
     sheet: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        for k in ("out", "summary_path", "failed_path"):
-            d[k] = str(d[k]) if d[k] else None
-        return d
 
 
 def _why_unjudged(item: DiagnoseItem, config: DiagnoseConfig) -> str | None:

@@ -18,7 +18,7 @@ from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
 from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import LLMClient
 from prcli.records import Record, Response
-from prcli.runs import settings_hash, sibling
+from prcli.runs import StageResult, settings_hash, sibling
 from prcli.sources import DataSource, Source, SourceOptions, read_source
 from prcli.trackers import TrackerOptions, tracked
 
@@ -43,7 +43,7 @@ class _Annotations(Record):
 
 
 @dataclass
-class JudgeSummary:
+class JudgeSummary(StageResult):
     out: Path
     total: int
     already_done: int
@@ -56,12 +56,6 @@ class JudgeSummary:
     stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     failed_path: Path | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["out"] = str(self.out)
-        d["failed_path"] = str(self.failed_path) if self.failed_path else None
-        return d
 
 
 # the settings that shape a result: a change redoes the judgements made under the old ones

@@ -16,6 +16,7 @@ from prcli.model_card import publish
 from prcli.models import check_model
 from prcli.records import Problem
 from prcli.rewards import format_reward
+from prcli.runs import StageResult
 from prcli.sft.config import SFTStageConfig, build_sft_config
 from prcli.sources import Source, local_path
 from prcli.trackers import check_tracker, trainer_tracking
@@ -76,7 +77,7 @@ def target_text(cot: str, answer: str) -> str:
 
 
 @dataclass
-class SFTResult:
+class SFTResult(StageResult):
     output_dir: Path
     global_step: int
     resumed_from: str | None
@@ -85,9 +86,6 @@ class SFTResult:
     metrics_path: Path
     seconds: float
     pushed_to: str | None = None  # the Hub commit of the final model (--push-to-hub)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 def load_sft_rows(cfg: SFTStageConfig, processor: Any, rejected: Path | None = None) -> tuple[Any, int]:

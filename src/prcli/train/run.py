@@ -7,7 +7,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prcli.config import save_config
 from prcli.errors import StageError
@@ -15,6 +14,7 @@ from prcli.judge.core import Judge, build_judge
 from prcli.judge.statements import LEXICAL_VERSION
 from prcli.model_card import publish
 from prcli.models import check_model
+from prcli.runs import StageResult
 from prcli.sources import local_path
 from prcli.trackers import check_tracker, trainer_tracking
 from prcli.train.callbacks import FirstStep, JudgeOutage, MetricsCallback, without_failed_starts
@@ -42,7 +42,7 @@ log = logging.getLogger("prcli.train")
 
 
 @dataclass
-class TrainResult:
+class TrainResult(StageResult):
     output_dir: Path
     global_step: int
     resumed_from: str | None
@@ -55,9 +55,6 @@ class TrainResult:
     num_processes: int = 1
     distributed_type: str = "NO"
     pushed_to: str | None = None  # the Hub commit of the final model (--push-to-hub)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 def train(cfg: TrainConfig) -> TrainResult:
