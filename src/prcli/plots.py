@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prcli.errors import StageError
-
-REWARD_KEYS = ("accuracy", "format", "perception", "repetition")
+from prcli.rewards import REWARD_NAMES
 
 
 def _plt() -> Any:
@@ -77,7 +76,7 @@ def plot_training(metrics: Path, out: Path) -> Path:
         raise StageError(f"{metrics}: no training steps to plot")
     steps = [r["step"] for r in rows]
     panels: list[tuple[str, list[tuple[str, list[float | None]]]]] = [
-        ("rewards (mean per step)", [(k, [r.get(f"rewards/{k}/mean") for r in rows]) for k in REWARD_KEYS]),
+        ("rewards (mean per step)", [(k, [r.get(f"rewards/{k}/mean") for r in rows]) for k in REWARD_NAMES]),
         ("total reward", [("reward", [r.get("reward") for r in rows])]),
         ("completion length (tokens)", [("mean", [r.get("completions/mean_length") for r in rows])]),
     ]

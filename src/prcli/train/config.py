@@ -17,7 +17,7 @@ from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import Endpoint
 from prcli.model_card import TrainingFacts
 from prcli.prompts import render_template
-from prcli.rewards import RewardWeights
+from prcli.rewards import REWARD_NAMES, RewardWeights
 from prcli.sources import DataSource, OptionalDataSource, SourceOptions
 from prcli.trackers import TrackerOptions
 from prcli.train.processes import world_size
@@ -293,9 +293,7 @@ class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
             data=self.data,
             examples=examples,
             settings={k: getattr(self, k) for k in keys},
-            rewards=dict(
-                zip(("accuracy", "format", "perception", "repetition"), self.weights.as_list(), strict=True)
-            ),
+            rewards=dict(zip(REWARD_NAMES, self.weights.as_list(), strict=True)),
             judge=judge if self.w_perception else None,
             hub_model_id=hub_repo(self),
         )

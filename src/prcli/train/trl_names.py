@@ -16,6 +16,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from prcli.rewards import REWARD_NAMES
+
 Mapper = Callable[[Any, dict[str, Any]], dict[str, Any]]
 """(the value, every key of the file) -> our settings."""
 
@@ -25,12 +27,11 @@ def _rename(ours: str) -> Mapper:
 
 
 def _reward_weights(value: Any, _: dict[str, Any]) -> dict[str, Any]:
-    names = ("w_accuracy", "w_format", "w_perception", "w_repetition")
-    if not isinstance(value, list) or len(value) != len(names):
+    if not isinstance(value, list) or len(value) != len(REWARD_NAMES):
         raise ValueError(
-            "reward_weights: give 4 weights, in prcli's reward order: accuracy, format, perception, repetition"
+            f"reward_weights: give {len(REWARD_NAMES)} weights, in prcli's reward order: {', '.join(REWARD_NAMES)}"
         )
-    return dict(zip(names, value, strict=True))
+    return {f"w_{name}": weight for name, weight in zip(REWARD_NAMES, value, strict=True)}
 
 
 def _warmup_steps(value: Any, _: dict[str, Any]) -> dict[str, Any]:
