@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from prcli.jsonl import (
     InputError,
     LineProblem,
     RowNames,
+    atomic_open,
     check_jsonl,
     content_hash,
     write_jsonl_atomic,
@@ -271,10 +271,8 @@ def store_image(data: bytes, store: Path) -> Path:
         suffix = ".bin"
     target = store / digest[:2] / f"{digest}{suffix}"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)  # whole files only, whichever process wins
+        with atomic_open(target, "wb") as fh:  # whole files only, whichever process wins
+            fh.write(data)
     return target
 
 
