@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from prcli.cli import app
 from prcli.eval import BENCHMARKS
-from prcli.eval.formats import NATIVE_ID_FIELD
 
 DATA = Path(__file__).parent / "data" / "mathvista"
 RECORDS = json.loads((DATA / "testmini.json").read_text())
@@ -301,7 +300,7 @@ def test_other_json_and_jsonl_files_keep_their_readers(tmp_path: Path) -> None:
 
 def test_every_benchmark_names_its_native_id_field() -> None:
     """A benchmark added later must say which row field is its id before lmms-eval docs can name it."""
-    assert set(BENCHMARKS) <= set(NATIVE_ID_FIELD)
+    assert all(isinstance(getattr(cls, "id_field", None), str) for cls in BENCHMARKS.values())
 
 
 def test_an_id_named_twice_in_a_json_map_is_refused(tmp_path: Path) -> None:

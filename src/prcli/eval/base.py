@@ -114,6 +114,9 @@ class Benchmark:
 
     name: ClassVar[str]
     title: ClassVar[str]
+    # the row field holding the native id (what `from_row` reads as `Sample.id`, or as the `native_id`
+    # of MMMU-Pro's per-setting items): where another tool's log keeps the row, the item's id
+    id_field: ClassVar[str]
     hub: ClassVar[Hub]
     breakdown_fields: ClassVar[tuple[str, ...]] = ()
     sandboxed: ClassVar[bool] = False  # scoring calls sympy: run it in killable workers

@@ -60,6 +60,7 @@ def is_equal(prediction: str, gold: str) -> bool:
 @Benchmark.register
 class EMMA(Benchmark):
     name = "emma"
+    id_field = "pid"
     title = "EMMA (full)"
     hub = Hub("luckychao/EMMA", SUBJECTS, "test", tuple(f"image_{i}" for i in range(1, 6)), items=2788)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("subject", "question_type", "category", "task")

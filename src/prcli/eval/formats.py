@@ -49,19 +49,6 @@ from prcli.jsonl import (
 PredictionsFormat = Literal["auto", "prcli", "lmms-eval", "vlmevalkit"]
 SamplesLog = Literal["none", "lmms-eval"]
 
-# the row field holding each benchmark's native id (what its `from_row` reads as `Sample.id`, or as
-# the `native_id` of MMMU-Pro's per-setting items): where an lmms-eval line keeps its `doc`, its id
-NATIVE_ID_FIELD = {
-    "mathvista": "pid",
-    "mathverse": "sample_index",
-    "mathvision": "id",
-    "wemath": "question number",
-    "mmmu": "id",
-    "mmmu_pro": "id",
-    "mmstar": "index",
-    "emma": "pid",
-    "local": "id",
-}
 VLMEVALKIT_SUFFIXES = (".xlsx", ".tsv", ".csv")
 RESPONSE_FIELDS = "resps (raw; filtered_resps where lmms-eval left resps out as equal to it)"
 
@@ -167,10 +154,7 @@ def read_predictions(
 ) -> ExternalPredictions:
     """Read an lmms-eval or VLMEvalKit file and match each row to one of `samples` (the whole
     benchmark, in its order). Every problem is collected and raised at once, before any output."""
-    if fmt == "lmms-eval":
-        rows = list(_lmms_eval_rows(path, NATIVE_ID_FIELD.get(bench.name)))
-    else:
-        rows = list(_vlmevalkit_rows(path))
+    rows = list(_lmms_eval_rows(path, bench.id_field) if fmt == "lmms-eval" else _vlmevalkit_rows(path))
     responses = _match(rows, bench, samples)
     by_position = sum(r.by_position for r in rows)
     if fmt == "vlmevalkit":
@@ -181,11 +165,11 @@ def read_predictions(
             "no doc id), each line's target checked against the item's answer"
         )
     else:
-        ids = f"doc.{NATIVE_ID_FIELD.get(bench.name)}, each line's target checked against the item's answer"
+        ids = f"doc.{bench.id_field}, each line's target checked against the item's answer"
     return ExternalPredictions(responses, fmt, ids)
 
 
-def _lmms_eval_rows(path: Path, id_field: str | None) -> Iterator[Row]:
+def _lmms_eval_rows(path: Path, id_field: str) -> Iterator[Row]:
     for lineno, raw in iter_raw_lines(path):
         if raw is not None and not raw.strip():
             continue
@@ -207,7 +191,7 @@ def _lmms_eval_rows(path: Path, id_field: str | None) -> Iterator[Row]:
             )
         response = _one_text(row[field], LineProblem(path, lineno, "", field))
         doc = row.get("doc")
-        native = isinstance(doc, dict) and id_field is not None and doc.get(id_field) is not None
+        native = isinstance(doc, dict) and doc.get(id_field) is not None
         key = str(doc[id_field]) if native else str(doc_id)
         target = row.get("target")
         yield Row(where, key, not native, response, None if target is None else str(target), "target", native)
@@ -443,7 +427,7 @@ def write_lmms_eval(
     positions: dict[str, tuple[int, Sample]] = {s.id: (n, s) for n, s in enumerate(samples)}
     folder = out / "lmms-eval" / _model_folder(model)
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d_%H%M%S")
-    id_field = NATIVE_ID_FIELD.get(bench.name, "id")
+    id_field = bench.id_field
     lines, scores = [], []
     with open(items_path, encoding="utf-8") as fh:
         for raw in fh:

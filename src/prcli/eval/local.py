@@ -19,6 +19,7 @@ CATEGORY_FIELDS = ("category", "subject", "task", "level")
 @Benchmark.register
 class Local(Benchmark):
     name = "local"
+    id_field = "id"
     title = "Local JSONL (math-verify)"
     hub = Hub("", (), "", ())
     breakdown_fields: ClassVar[tuple[str, ...]] = CATEGORY_FIELDS

@@ -29,6 +29,7 @@ def parse_choices(question_for_eval: str) -> list[str]:
 @Benchmark.register
 class MathVerse(Benchmark):
     name = "mathverse"
+    id_field = "sample_index"
     title = "MathVerse (testmini)"
     hub = Hub("AI4Math/MathVerse", ("testmini",), "testmini", ("image",), items=3940)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("problem_version", "subject", "subfield", "question_type")

@@ -161,6 +161,7 @@ def extract_prediction(response: str) -> str:
 @Benchmark.register
 class MathVision(Benchmark):
     name = "mathvision"
+    id_field = "id"
     title = "MATH-Vision (test)"
     hub = Hub("MathLLMs/MathVision", (None,), "test", ("decoded_image",), items=3040)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("subject", "level")

@@ -117,6 +117,7 @@ def official_shortcut(response: str, task: dict[str, Any]) -> str | None:
 @Benchmark.register
 class MathVista(Benchmark):
     name = "mathvista"
+    id_field = "pid"
     title = "MathVista (testmini)"
     hub = Hub("AI4Math/MathVista", (None,), "testmini", ("decoded_image",), items=1000)
     breakdown_fields: ClassVar[tuple[str, ...]] = (

@@ -201,6 +201,7 @@ def score_mmmu_style(task: dict[str, Any], response: str, *, pro: bool = False) 
 @Benchmark.register
 class MMMU(Benchmark):
     name = "mmmu"
+    id_field = "id"
     title = "MMMU (validation)"
     hub = Hub(
         "MMMU/MMMU",

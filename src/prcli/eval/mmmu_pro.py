@@ -36,6 +36,7 @@ VISION_COT = (
 @Benchmark.register
 class MMMUPro(Benchmark):
     name = "mmmu_pro"
+    id_field = "id"
     title = "MMMU-Pro (standard 10 options + vision)"
     hub = Hub(
         "MMMU/MMMU_Pro", tuple(SETTINGS), "test", ("image", *(f"image_{i}" for i in range(1, 8))), items=3460

@@ -34,6 +34,7 @@ def split_options(question: str) -> tuple[str, list[str]]:
 @Benchmark.register
 class MMStar(Benchmark):
     name = "mmstar"
+    id_field = "index"
     title = "MMStar (val)"
     hub = Hub("Lin-Chen/MMStar", ("val",), "val", ("image",), items=1500)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("category", "l2_category")

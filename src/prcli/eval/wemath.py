@@ -95,6 +95,7 @@ def four_dimensional(items: list[dict[str, Any]]) -> dict[str, Any]:
 @Benchmark.register
 class WeMath(Benchmark):
     name = "wemath"
+    id_field = "question number"
     title = "We-Math (testmini)"
     hub = Hub("We-Math/We-Math", (None,), "testmini", ("image_path",), items=1740)
     breakdown_fields: ClassVar[tuple[str, ...]] = ("key", "steps", "knowledge_concept")
