@@ -154,6 +154,26 @@ def parse_line(path: Path, lineno: int, raw: bytes | None) -> dict[str, Any] | L
     return obj
 
 
+def read_json(path: Path, **loads: Any) -> Any:
+    """A whole JSON file (`loads`: `json.loads` options), its problems named as a JSONL line's are."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"), **loads)
+    except UnicodeDecodeError as exc:
+        raise InputError([LineProblem(path, 0, f"not valid UTF-8 (byte offset {exc.start})")]) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            [LineProblem(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")]
+        ) from None
+
+
+def json_object(path: Path, lineno: int, raw: bytes | None) -> dict[str, Any]:
+    """One non-blank line as a JSON object (`parse_line`), its problem raised."""
+    obj = parse_line(path, lineno, raw)
+    if isinstance(obj, LineProblem) or obj is None:
+        raise InputError([obj or LineProblem(path, lineno, "blank line")])
+    return obj
+
+
 # Leading bytes and suffixes of formats people pass by mistake: one clear error instead of a
 # screenful of "invalid JSON" lines.
 _FOREIGN_MAGIC = {

@@ -41,6 +41,8 @@ from prcli.jsonl import (
     InputError,
     LineProblem,
     iter_raw_lines,
+    json_object,
+    read_json,
     require_jsonl_file,
     write_json_atomic,
     write_jsonl_atomic,
@@ -136,13 +138,13 @@ _ID_MAP = object()  # a JSON object keyed by id: only prcli reads those
 def _first_record(path: Path) -> Any:
     """The first JSONL record, or the first element of a JSON list (`_ID_MAP` for a JSON object)."""
     if path.suffix == ".json":
-        obj = _load_json(path)
+        obj = read_json(path)
         if isinstance(obj, dict):
             return _ID_MAP
         return obj[0] if isinstance(obj, list) and obj else None
     for lineno, raw in iter_raw_lines(path):
         if raw is not None and raw.strip():
-            return _json_line(path, lineno, raw)
+            return json_object(path, lineno, raw)
     return None
 
 
@@ -173,7 +175,7 @@ def _lmms_eval_rows(path: Path, id_field: str) -> Iterator[Row]:
     for lineno, raw in iter_raw_lines(path):
         if raw is not None and not raw.strip():
             continue
-        row = _json_line(path, lineno, raw)
+        row = json_object(path, lineno, raw)
         where = LineProblem(path, lineno, "")
         if not isinstance(row, dict) or "doc_id" not in row:
             raise InputError(
@@ -257,11 +259,11 @@ def _vlmevalkit_table(path: Path) -> tuple[list[dict[str, Any]], Any]:
         )
     if path.suffix == ".jsonl":
         lines = [
-            (n, _json_line(path, n, raw)) for n, raw in iter_raw_lines(path) if raw is None or raw.strip()
+            (n, json_object(path, n, raw)) for n, raw in iter_raw_lines(path) if raw is None or raw.strip()
         ]
         return [rec for _, rec in lines], lambda i: LineProblem(path, lines[i][0], "")
     if path.suffix == ".json":
-        obj = _load_json(path)
+        obj = read_json(path)
         if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
             raise _bad(path, "expected VLMEvalKit's JSON layout: a list of records with index and prediction")
         return obj, lambda i: LineProblem(path, 0, "", f"[{i}]")
@@ -516,23 +518,3 @@ def _bad(path: Path, message: str) -> InputError:
 
 def _field(where: LineProblem, column: str) -> str:
     return f"{where.field}.{column}" if where.field else column
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _bad(path, f"not valid UTF-8 (byte offset {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            [LineProblem(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")]
-        ) from None
-
-
-def _json_line(path: Path, lineno: int, raw: bytes | None) -> Any:
-    if raw is None:
-        raise InputError([LineProblem(path, lineno, "line too long")])
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError([LineProblem(path, lineno, f"invalid JSON: {exc}")]) from None

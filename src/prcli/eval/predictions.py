@@ -14,7 +14,15 @@ from prcli.errors import StageError
 from prcli.eval.base import Benchmark, Sample
 from prcli.eval.config import EvalConfig
 from prcli.eval.formats import ExternalPredictions, detect_format, read_predictions
-from prcli.jsonl import InputError, LineProblem, check_jsonl, id_hash, iter_raw_lines, validation_problems
+from prcli.jsonl import (
+    InputError,
+    LineProblem,
+    check_jsonl,
+    id_hash,
+    iter_raw_lines,
+    read_json,
+    validation_problems,
+)
 from prcli.records import Prediction
 
 
@@ -79,14 +87,7 @@ def _json_predictions(path: Path) -> dict[str, str]:
             seen[key] = value
         return seen
 
-    try:
-        obj = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=unique)
-    except UnicodeDecodeError as exc:
-        raise bad(f"not valid UTF-8 (byte offset {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            [LineProblem(path, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")]
-        ) from None
+    obj = read_json(path, object_pairs_hook=unique)
     if isinstance(obj, dict):  # id -> response text, or id -> record with a `response` (MathVista's outputs)
         out = {}
         for key, value in obj.items():
