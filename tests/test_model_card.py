@@ -188,7 +188,12 @@ def test_a_card_shows_no_local_path_or_custom_prompt_text(tmp_path: Path) -> Non
     )
     text = ModelCard(render_card(cfg.card(1))).text
     assert str(tmp_path) not in text and "judge-32b (hf backend)" in text
-    assert "| prompt_template | custom text, sha256 " in text and "Look" not in text
+    from prcli.train.checkpoints import prompt_text_hash
+
+    assert (
+        f"| prompt_template | custom text, prompt_text_hash {prompt_text_hash(cfg.prompt_template)} |" in text
+    )
+    assert "Look" not in text
     lines = text.split("## Training settings")[1].split("## Citation")[0].strip().splitlines()
     assert all(line.startswith("|") and line.endswith("|") for line in lines)  # one table, unbroken
     hub_judge = TrainConfig(

@@ -95,11 +95,13 @@ def _data_line(data: Path | str) -> str:
 
 
 def _cell(key: str, value: Any) -> str:
-    """A settings table cell: a custom prompt by its hash (it may hold line breaks and `|`)."""
+    """A settings table cell: a custom prompt by its hash (it may hold line breaks and `|`), the one
+    config.yaml records as `prompt_text_hash`."""
     from prcli.prompts import TEMPLATES
+    from prcli.train.checkpoints import prompt_text_hash
 
     if key == "prompt_template" and value not in TEMPLATES:
-        return f"custom text, sha256 {hashlib.sha256(str(value).encode()).hexdigest()[:16]}"
+        return f"custom text, prompt_text_hash {prompt_text_hash(str(value))}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
