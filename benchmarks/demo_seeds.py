@@ -23,11 +23,11 @@ from pathlib import Path
 PR = str(Path(sys.executable).parent / "pr")
 
 
-def run(seed: int, out: Path) -> dict:
+def run(seed: int, out: Path, extra: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
     done = subprocess.run(
-        [PR, "demo", "--seed", str(seed), "--out", str(out / f"seed{seed}"), "--json"],
+        [PR, "demo", "--seed", str(seed), "--out", str(out / f"seed{seed}"), "--json", *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -79,9 +79,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("demo-seeds"))
+    ap.add_argument(
+        "demo_args", nargs="*", help="Passed to every `pr demo` (after --), e.g. -- --teacher-error 0.5."
+    )
     args = ap.parse_args()
     with ThreadPoolExecutor(args.parallel) as pool:
-        reports = list(pool.map(lambda s: run(s, args.out), args.seeds))
+        reports = list(pool.map(lambda s: run(s, args.out, args.demo_args), args.seeds))
     (args.out / "reports.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "reports.json").write_text(json.dumps(reports, indent=1) + "\n")
     print(table(reports))

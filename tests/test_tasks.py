@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -157,6 +158,13 @@ def test_pr_tasks_writes_both_splits(tmp_path):
     digest = {name: {(tmp_path / "a" / r["images"][0]).read_bytes() for r in rs} for name, rs in rows.items()}
     assert not digest["train"] & digest["test"]  # the held-out figures are not training figures
 
+    taught = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t"), "--teacher-slip", "0.5"])
+    assert taught.exit_code == 0, taught.output
+    teacher = Path(json.loads(taught.stdout)["teacher"])
+    assert teacher == tmp_path / "t" / "train-teacher.jsonl"
+    assert [json.loads(x)["id"] for x in teacher.read_text().splitlines()] == [r["id"] for r in rows["train"]]
+    assert report["teacher"] is None  # none unless asked for
+
     bad = CliRunner().invoke(app, ["tasks", "-o", str(tmp_path / "c"), "--kinds", "hexagons"])
     assert bad.exit_code != 0 and "unknown task kind" in bad.output and not (tmp_path / "c").exists()
 
@@ -169,3 +177,77 @@ def test_a_shared_figure_between_the_splits_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="also training items"):
         tasks.write_splits(tasks.TasksConfig(out=tmp_path / "x", train_size=3, test_size=2))
     assert not (tmp_path / "x").exists()
+
+
+def test_the_teacher_misreads_only_its_colours_and_answers_from_what_it_read(tmp_path):
+    from prcli.tasks import TasksConfig, write_splits
+    from prcli.tasks.teacher import MISREADS, write_teacher
+
+    cfg = TasksConfig(out=tmp_path, train_size=300, test_size=2, kinds=["side_colour", "same_colour"])
+    train, _ = write_splits(cfg)
+    truth = [json.loads(x) for x in train.read_text().splitlines()]
+    half = write_teacher(train, 0.5, 0.0, seed=0)
+    assert half == tmp_path / "train-teacher.jsonl"
+    rows = [json.loads(x) for x in half.read_text().splitlines()]
+    assert [(r["id"], r["images"], r["answer"]) for r in rows] == [
+        (t["id"], t["images"], t["answer"]) for t in truth
+    ]  # same figures, true answers kept
+    misreadable = misread = 0
+    for t, r in zip(truth, rows, strict=True):
+        stated = dict(re.findall(r"the (left|right) shape is (\w+)", r["cot"].split("</think>")[0]))
+        for side in ("left", "right"):
+            true = t["values"][side]
+            if true in MISREADS:
+                misreadable += 1
+                misread += stated[side] == MISREADS[true]
+                assert stated[side] in (true, MISREADS[true])
+            else:
+                assert stated[side] == true  # red, blue, green are always read right
+            assert (side in r["misread"]) == (stated[side] != true)
+        assert r["slip"] is False
+        read = {**t["values"], **stated}
+        assert r["teacher_answer"] == KINDS[t["category"]].solve(read)  # the answer follows what it read
+        assert r["cot"].endswith(f"\\boxed{{{r['teacher_answer']}}}\n</answer>")
+        assert format_reward(r["cot"]) == 1.0
+    assert misreadable > 100 and 0.4 < misread / misreadable < 0.6
+    assert sum(r["teacher_answer"] != r["answer"] for r in rows) > 20  # some answers are wrong
+
+    again = write_teacher(train, 0.5, 0.0, seed=0).read_bytes()
+    assert again == half.read_bytes()  # deterministic under seed
+    honest = [json.loads(x) for x in write_teacher(train, 0.0, 0.0, seed=0).read_text().splitlines()]
+    assert [r["cot"] for r in honest] == [t["cot"] for t in truth]  # rate 0: the generator's CoTs
+
+
+def test_the_teacher_refuses_kinds_it_cannot_rewrite(tmp_path):
+    from pydantic import ValidationError
+
+    from prcli.tasks import TasksConfig
+
+    for rate in ({"teacher_misread": 0.5}, {"teacher_slip": 0.5}):
+        with pytest.raises(ValidationError, match="imperfect teacher needs figure kinds"):
+            TasksConfig(out=tmp_path, kinds=["side_colour", "count_shapes"], **rate)
+        with pytest.raises(ValidationError, match="not rect_area"):
+            TasksConfig(out=tmp_path, **rate)  # every kind, by default
+        TasksConfig(out=tmp_path, kinds=["side_colour"], **rate)  # accepted
+
+
+def test_the_teacher_slips_only_on_different_colours_and_keeps_its_facts_right(tmp_path):
+    from prcli.tasks import TasksConfig, write_splits
+    from prcli.tasks.teacher import write_teacher
+
+    cfg = TasksConfig(out=tmp_path, train_size=300, test_size=2, kinds=["side_colour", "same_colour"])
+    train, _ = write_splits(cfg)
+    truth = [json.loads(x) for x in train.read_text().splitlines()]
+    rows = [json.loads(x) for x in write_teacher(train, 0.0, 0.6, seed=1).read_text().splitlines()]
+    pairs = list(zip(truth, rows, strict=True))
+    differ = [(t, r) for t, r in pairs if t["values"]["ask"] == "same" and t["answer"] == "no"]
+    for t, r in pairs:
+        assert r["annotations"] == t["annotations"] and not r["misread"]  # the facts stay right
+        if (t, r) not in differ:
+            assert not r["slip"] and r["cot"] == t["cot"]
+    assert len(differ) > 50 and 0.45 < sum(r["slip"] for _, r in differ) / len(differ) < 0.75
+    for t, r in differ:
+        assert r["teacher_answer"] == ("yes" if r["slip"] else "no")
+        assert (r["teacher_answer"] != r["answer"]) == r["slip"]
+        assert "The colours are different, so the answer is " + r["teacher_answer"] in r["cot"]
+        assert r["cot"].endswith(f"\\boxed{{{r['teacher_answer']}}}\n</answer>")

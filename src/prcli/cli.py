@@ -624,16 +624,29 @@ def tasks_cmd(cfg: TasksConfig, json_out: bool = False) -> None:
     """Draw synthetic perception tasks: figures whose answer must be read from the image, with correct
     CoTs and their visual facts (train.jsonl, and test.jsonl from seed + 1)."""
     from prcli.tasks import chance_accuracy, write_splits
+    from prcli.tasks.teacher import write_teacher
 
     try:
         train, test = write_splits(cfg)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    teacher = None
+    if cfg.teacher_misread or cfg.teacher_slip:
+        teacher = write_teacher(train, cfg.teacher_misread, cfg.teacher_slip, cfg.seed)
     chance = chance_accuracy(cfg.kinds or None, cfg.test_size)
     if json_out:
-        print_json({"train": str(train), "test": str(test), "chance_accuracy": chance})
+        print_json(
+            {
+                "train": str(train),
+                "test": str(test),
+                "teacher": teacher and str(teacher),
+                "chance_accuracy": chance,
+            }
+        )
         return
     console.print(f"wrote [bold]{train}[/] ({cfg.train_size}) and [bold]{test}[/] ({cfg.test_size})")
+    if teacher:
+        console.print(f"wrote [bold]{teacher}[/]: the teacher's CoTs for the same training figures")
     console.print(f"best held-out accuracy without looking at the figures: {chance:.1%}")
 
 

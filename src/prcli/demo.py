@@ -56,6 +56,8 @@ FULL = Budget(
 QUICK = Budget(train_size=24, test_size=12, sft_steps=6, grpo_steps=2, prompts_per_step=4, num_generations=4)
 SFT_LR = 3e-3
 GRPO_LR = 1e-4
+TEACHER_MISREAD = 0.0
+TEACHER_SLIP = 0.6
 
 
 class DemoConfig(StageConfig):
@@ -69,6 +71,18 @@ class DemoConfig(StageConfig):
     )
     sft_steps: int | None = Field(None, ge=1, description="SFT optimizer steps (default 600; quick 6).")
     grpo_steps: int | None = Field(None, ge=1, description="GRPO steps of each arm (default 100; quick 2).")
+    teacher_misread: float = Field(
+        TEACHER_MISREAD,
+        ge=0.0,
+        le=1.0,
+        description="Share of orange/purple shapes the warm start's teacher misreads as red/blue.",
+    )
+    teacher_slip: float = Field(
+        TEACHER_SLIP,
+        ge=0.0,
+        le=1.0,
+        description="Share of 'same colour?' questions the teacher answers 'yes' after stating two different colours.",
+    )
     seed: int = Field(0, description="Seed of the data (held-out: seed + 1), the tiny model and training.")
     verbose: bool = Field(False, description="Training shows TRL's raw logs and library warnings.")
 
@@ -79,6 +93,10 @@ class DemoConfig(StageConfig):
         self.kinds = parse_kinds(self.kinds)
         if not self.kinds:
             raise ValueError("no figure kind given (--kinds)")
+        if self.teacher_misread or self.teacher_slip:
+            from prcli.tasks.teacher import check_teachable
+
+            check_teachable(self.kinds)
         if self.budget.train_size < self.budget.prompts_per_step:
             raise ValueError(
                 f"train_size {self.budget.train_size} is below the {self.budget.prompts_per_step} prompts of a GRPO step"
@@ -149,10 +167,16 @@ def verdict_line(rows: dict[str, dict[str, Any]], tests: list[dict[str, Any]]) -
     if rlvr["perception_error_rate"] is None or pr1["perception_error_rate"] is None or test is None:
         return "perception errors: not comparable (a model's responses state none of the reference facts)"
     a, b = rlvr["perception_error_rate"], pr1["perception_error_rate"]
-    word = "fewer" if b < a else "more" if b > a else "as many"
+    word = (
+        "fewer perception errors than"
+        if b < a
+        else "more perception errors than"
+        if b > a
+        else "as many perception errors as"
+    )
     sig = "significant" if test["p_value"] < 0.05 else "not significant"
     return (
-        f"Perception-R1 makes {word} perception errors than accuracy-only RLVR: {b:.1%} vs {a:.1%} of "
+        f"Perception-R1 makes {word} accuracy-only RLVR: {b:.1%} vs {a:.1%} of "
         f"checked responses (McNemar p = {test['p_value']:.3g}, {sig} at 0.05, this seed)"
     )
 
@@ -165,6 +189,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
     from prcli.plots import plot_arms, plot_models
     from prcli.sft import SFTStageConfig, sft
     from prcli.tasks import TasksConfig, chance_accuracy, write_splits
+    from prcli.tasks.teacher import write_teacher
     from prcli.tiny import build_tiny_model
     from prcli.train import TrainConfig, train
 
@@ -194,9 +219,20 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
                 seed=cfg.seed,
             )
         )
+        files["sft problems"] = files["train problems"]
+        teacher = ""
+        if cfg.teacher_misread or cfg.teacher_slip:
+            files["sft problems"] = write_teacher(
+                files["train problems"], cfg.teacher_misread, cfg.teacher_slip, cfg.seed
+            )
+            rows = [json.loads(x) for x in files["sft problems"].read_text(encoding="utf-8").splitlines()]
+            wrong = sum(r["teacher_answer"] != r["answer"] for r in rows)
+            misread = sum(bool(r["misread"]) for r in rows)
+            slips = sum(r["slip"] for r in rows)
+            teacher = f"; the SFT teacher misreads {misread} figures, slips on {slips}: {wrong} answers wrong"
         return (
             f"{budget.train_size} training and {budget.test_size} held-out figures ({', '.join(cfg.kinds)}); "
-            f"best accuracy without looking: {chance:.1%}"
+            f"best accuracy without looking: {chance:.1%}{teacher}"
         )
 
     def make_model() -> str:
@@ -219,7 +255,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         result = sft(
             SFTStageConfig(
                 model=str(files["tiny model"]),
-                data=files["train problems"],
+                data=files["sft problems"],
                 output_dir=out / "sft",
                 prompt_template="plain",
                 max_steps=budget.sft_steps,

@@ -26,7 +26,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from prcli.config import StageConfig
 from prcli.jsonl import write_jsonl_atomic
@@ -146,11 +146,33 @@ class TasksConfig(StageConfig):
     )
     seed: int = Field(0, description="Seed of the training split; the held-out split uses seed + 1.")
     size: int = Field(DEFAULT_SIZE, ge=28, description="Side of the square figures, in pixels.")
+    teacher_misread: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Write train-teacher.jsonl too: CoTs of a teacher that misreads this share of "
+        "orange/purple shapes as red/blue (side_colour, same_colour only).",
+    )
+    teacher_slip: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="In train-teacher.jsonl, the share of 'right shape' questions answered with the "
+        "left shape's colour (side_colour, same_colour only).",
+    )
 
     @field_validator("kinds")
     @classmethod
     def _known(cls, kinds: list[str]) -> list[str]:
         return parse_kinds(kinds)
+
+    @model_validator(mode="after")
+    def _teachable(self) -> TasksConfig:
+        if self.teacher_misread or self.teacher_slip:
+            from prcli.tasks.teacher import check_teachable
+
+            check_teachable(self.kinds)
+        return self
 
 
 def write_splits(cfg: TasksConfig) -> tuple[Path, Path]:

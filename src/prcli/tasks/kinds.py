@@ -267,25 +267,35 @@ def _two_shapes(rng: random.Random, size: int, ask: str) -> Item:
         r = rng.uniform(0.12, 0.2) * size
         draw_shape(d, shape, cx, cy, r, COLOURS[colour])
         placed.append((shape, colour, round(cx), round(cy), round(r)))
-    facts = [f"the left shape is {left}", f"the right shape is {right}"]
     values = {"left": left, "right": right, "ask": ask}
-    answer = _solve_two(values)
-    if ask == "same":
-        reasoning = f"The colours are {'the same' if same else 'different'}, so the answer is {answer}."
-        question = "<image>Are the two shapes in the figure the same colour?"
-    else:
-        reasoning = f"The {ask} shape is {answer}."
-        question = f"<image>What colour is the {ask} shape in the figure?"
+    question, answer, reasoning, facts = two_shapes_text(values)
     return Item(
         f"{'same' if ask == 'same' else 'side'}_colour",
         im,
         question,
         answer,
-        think_text(facts, reasoning),
+        reasoning,
         facts,
         values,
         tuple(placed),
     )
+
+
+def two_shapes_text(values: dict[str, Any], answer: str | None = None) -> tuple[str, str, str, list[str]]:
+    """Question, answer, think text and facts of a two-shape figure, from its colours as read: the
+    generator's truth, or what `prcli.tasks.teacher` misreads (and the answer it slips to, if given)."""
+    left, right, ask = values["left"], values["right"], values["ask"]
+    facts = [f"the left shape is {left}", f"the right shape is {right}"]
+    answer = answer or _solve_two(values)
+    if ask == "same":
+        reasoning = (
+            f"The colours are {'the same' if left == right else 'different'}, so the answer is {answer}."
+        )
+        question = "<image>Are the two shapes in the figure the same colour?"
+    else:
+        reasoning = f"The {ask} shape is {answer}."
+        question = f"<image>What colour is the {ask} shape in the figure?"
+    return question, answer, think_text(facts, reasoning), facts
 
 
 def _solve_two(values: dict[str, Any]) -> str:
