@@ -41,6 +41,15 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
     annotated = read_jsonl(files["annotated train"], AnnotatedProblem)
     assert len(annotated) == 24 and all(len(a.annotations) == 2 for a in annotated)  # both shapes' colours
 
+    # SFT imitates the imperfect teacher (its slips, the same figures); GRPO trains on the true answers
+    teacher = [json.loads(x) for x in files["sft problems"].read_text().splitlines()]
+    assert files["sft problems"].name == "train-teacher.jsonl"
+    assert [t["id"] for t in teacher] == [p.id for p in train] and any(t["slip"] for t in teacher)
+    assert yaml.safe_load((files["sft model"] / "config.yaml").read_text())["data"] == str(
+        files["sft problems"]
+    )
+    assert [a.answer for a in annotated] == [p.answer for p in train]
+
     # one SFT checkpoint, two arms from it with one budget: only the reward weights differ
     sft_loss = [json.loads(x)["loss"] for x in files["sft metrics"].read_text().splitlines()]
     assert len(sft_loss) == 6
@@ -67,6 +76,8 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
         marks = [x["perception_error"] for x in labels]
         assert row["checked"] == sum(m is not None for m in marks) and row["unchecked"] == marks.count(None)
         assert row["perception_errors"] == sum(m is True for m in marks)
+        wrong = [m for i, m in zip(items, marks, strict=True) if not i.correct]
+        assert (row["wrong_misread"], row["wrong_reasoning"]) == (wrong.count(True), wrong.count(False))
         low, high = row["accuracy_ci"]
         assert 0 <= low <= row["accuracy"] <= high <= 1
     pairs = {(t["a"], t["b"], t["outcome"]) for t in report["tests"]}
@@ -83,6 +94,13 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
             t["p_value"],
         )
     assert report["verdict"].startswith(("Perception-R1 makes", "perception errors: not comparable"))
+    p_rlvr = next(
+        t["p_value"] for t in report["tests"] if (t["a"], t["b"], t["outcome"]) == ("sft", "rlvr", "accuracy")
+    )
+    assert report["gain"].startswith(
+        f"GRPO from the SFT checkpoint, held-out accuracy: SFT {rows['sft']['accuracy']:.1%} -> "
+    )
+    assert f"RLVR {rows['rlvr']['accuracy']:.1%} (McNemar p = {p_rlvr:.3g})" in report["gain"]
     assert 0 < report["numbers"]["chance_accuracy"] < 1
 
     plots = [Path(p) for p in report["plots"]]

@@ -532,6 +532,7 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
                 "numbers": summary.numbers,
                 "models": summary.models,
                 "tests": summary.tests,
+                "gain": summary.gain,
                 "verdict": summary.verdict,
                 "files": {k: str(v) for k, v in summary.files.items()},
                 "plots": [str(p) for p in summary.plots],
@@ -553,13 +554,20 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
     console.print(
         table(
             f"held-out split (n={summary.models[0]['n']}; blind guess {summary.numbers['chance_accuracy']:.1%})",
-            ["model", "accuracy [95% CI]", "perception errors [95% CI]", "checked"],
+            [
+                "model",
+                "accuracy [95% CI]",
+                "perception errors [95% CI]",
+                "checked",
+                "wrong: misread / reasoning",
+            ],
             [
                 [
                     r["model"],
                     pct(r["accuracy"], r["accuracy_ci"]),
                     pct(r["perception_error_rate"], r["perception_error_ci"]),
                     r["checked"],
+                    f"{r['wrong_misread']} / {r['wrong_reasoning']}",
                 ]
                 for r in summary.models
             ],
@@ -582,6 +590,7 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
             ],
         )
     )
+    console.print(f"[bold]{summary.gain}[/]")
     console.print(f"[bold]{summary.verdict}[/]")
     console.print("plots:\n" + "\n".join(f"  {p}" for p in summary.plots))
     console.print(f"every file: {summary.out}")

@@ -125,6 +125,7 @@ class DemoSummary:
     numbers: dict[str, Any] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)  # one row per model: accuracy, errors, CIs
     tests: list[dict[str, Any]] = field(default_factory=list)  # one row per pair and outcome: McNemar
+    gain: str = ""  # what GRPO did to held-out accuracy, in one line
     verdict: str = ""  # the comparison the demo makes, in one line
 
 
@@ -144,6 +145,7 @@ def model_row(name: str, items: Path, labels: Path) -> dict[str, Any]:
     correct = sum(bool(r["correct"]) for r in rows)
     checked = [m for m in marks if m is not None]
     errors = sum(bool(m) for m in checked)
+    wrong = [m for r, m in zip(rows, marks, strict=True) if not r["correct"]]
     return {
         "model": name,
         "n": len(rows),
@@ -155,15 +157,32 @@ def model_row(name: str, items: Path, labels: Path) -> dict[str, Any]:
         "perception_errors": errors,
         "perception_error_rate": errors / len(checked) if checked else None,
         "perception_error_ci": proportion_ci(errors, len(checked)) if checked else None,
+        "wrong_misread": sum(m is True for m in wrong),  # a wrong answer with a misread shape
+        "wrong_reasoning": sum(m is False for m in wrong),  # a wrong answer from facts stated right
     }
+
+
+def pair_test(tests: list[dict[str, Any]], a: str, b: str, outcome: str) -> dict[str, Any] | None:
+    return next((t for t in tests if (t["a"], t["b"], t["outcome"]) == (a, b, outcome)), None)
+
+
+def gain_line(rows: dict[str, dict[str, Any]], tests: list[dict[str, Any]]) -> str:
+    """What GRPO did to held-out accuracy, each arm against the SFT checkpoint it started from."""
+    arms = []
+    for arm, label in (("rlvr", "RLVR"), ("perception-r1", "Perception-R1")):
+        test = pair_test(tests, "sft", arm, "accuracy")
+        p = "n/a" if test is None else f"{test['p_value']:.3g}"
+        arms.append(f"{label} {rows[arm]['accuracy']:.1%} (McNemar p = {p})")
+    return (
+        f"GRPO from the SFT checkpoint, held-out accuracy: SFT {rows['sft']['accuracy']:.1%} -> "
+        + ", ".join(arms)
+    )
 
 
 def verdict_line(rows: dict[str, dict[str, Any]], tests: list[dict[str, Any]]) -> str:
     """What the run says about perception: Perception-R1 against accuracy-only RLVR, in one line."""
     rlvr, pr1 = rows["rlvr"], rows["perception-r1"]
-    test = next(
-        (t for t in tests if (t["a"], t["b"], t["outcome"]) == ("rlvr", "perception-r1", "perception")), None
-    )
+    test = pair_test(tests, "rlvr", "perception-r1", "perception")
     if rlvr["perception_error_rate"] is None or pr1["perception_error_rate"] is None or test is None:
         return "perception errors: not comparable (a model's responses state none of the reference facts)"
     a, b = rlvr["perception_error_rate"], pr1["perception_error_rate"]
@@ -404,13 +423,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         (out / "mcnemar.json").write_text(json.dumps(result, indent=2) + "\n")
         files["mcnemar"] = out / "mcnemar.json"
         rows = {r["model"]: r for r in summary.models}
+        summary.gain = gain_line(rows, summary.tests)
         summary.verdict = verdict_line(rows, summary.tests)
         if cfg.quick:
             summary.verdict += " [--quick: a smoke run; these numbers mean nothing]"
-        sft_pr1 = next(
-            t for t in summary.tests if (t["a"], t["b"], t["outcome"]) == ("sft", "perception-r1", "accuracy")
-        )
-        return f"{len(summary.tests)} paired tests; Perception-R1 vs SFT on accuracy p = {sft_pr1['p_value']:.3g}"
+        return f"{len(summary.tests)} paired tests"
 
     def plots() -> str:
         plots_dir = out / "plots"
