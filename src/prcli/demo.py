@@ -57,7 +57,7 @@ QUICK = Budget(train_size=24, test_size=12, sft_steps=6, grpo_steps=2, prompts_p
 SFT_LR = 3e-3
 GRPO_LR = 1e-4
 TEACHER_MISREAD = 0.0
-TEACHER_SLIP = 0.6
+TEACHER_SLIP = 0.55
 
 
 class DemoConfig(StageConfig):
