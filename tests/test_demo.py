@@ -104,17 +104,28 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
     assert 0 < report["numbers"]["chance_accuracy"] < 1
 
     plots = [Path(p) for p in report["plots"]]
-    assert [p.name for p in plots] == ["training_arms.png", "heldout_models.png"]
+    assert [p.name for p in plots] == ["training_arms.png", "heldout_models.png", "heldout_by_answer.png"]
     assert all(is_png(p) for p in plots)
     with Image.open(plots[0]) as im:
         assert json.loads(im.text["Series"]) == ["RLVR (accuracy only)", "Perception-R1"] * 2
     with Image.open(plots[1]) as im:
         assert json.loads(im.text["Series"])[0].startswith("blind guess")
+    with Image.open(plots[2]) as im:
+        assert json.loads(im.text["Series"]) == ["sft", "rlvr", "perception-r1"]
 
 
 def test_demo_refuses_an_unknown_kind(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--kinds", "hexagons"])
     assert result.exit_code != 0 and "unknown task kind" in result.output and "hexagons" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_kinds_its_teacher_cannot_rewrite(tmp_path: Path) -> None:
+    out = str(tmp_path / "d")
+    result = runner.invoke(app, ["demo", "--quick", "--out", out, "--kinds", "count_shapes"])
+    assert result.exit_code != 0 and "--teacher-slip 0 --teacher-misread 0" in result.output
+    result = runner.invoke(app, ["demo", "--quick", "--out", out, "--kinds", "side_colour"])
+    assert result.exit_code != 0 and "slips only on same_colour" in result.output
     assert not (tmp_path / "d").exists()
     small = runner.invoke(app, ["demo", "--train-size", "5", "--out", str(tmp_path / "d")])
     assert small.exit_code != 0 and "below the 8 prompts of a GRPO step" in small.output

@@ -228,7 +228,10 @@ def test_the_teacher_refuses_kinds_it_cannot_rewrite(tmp_path):
             TasksConfig(out=tmp_path, kinds=["side_colour", "count_shapes"], **rate)
         with pytest.raises(ValidationError, match="not rect_area"):
             TasksConfig(out=tmp_path, **rate)  # every kind, by default
-        TasksConfig(out=tmp_path, kinds=["side_colour"], **rate)  # accepted
+        TasksConfig(out=tmp_path, kinds=["side_colour", "same_colour"], **rate)  # accepted
+    with pytest.raises(ValidationError, match="slips only on same_colour figures"):
+        TasksConfig(out=tmp_path, kinds=["side_colour"], teacher_slip=0.5)  # nothing to slip on
+    TasksConfig(out=tmp_path, kinds=["side_colour"], teacher_misread=0.5)
 
 
 def test_the_teacher_slips_only_on_different_colours_and_keeps_its_facts_right(tmp_path):
@@ -246,7 +249,7 @@ def test_the_teacher_slips_only_on_different_colours_and_keeps_its_facts_right(t
         if (t, r) not in differ:
             assert not r["slip"] and r["cot"] == t["cot"]
     assert len(differ) > 50 and 0.45 < sum(r["slip"] for _, r in differ) / len(differ) < 0.75
-    for t, r in differ:
+    for _, r in differ:
         assert r["teacher_answer"] == ("yes" if r["slip"] else "no")
         assert (r["teacher_answer"] != r["answer"]) == r["slip"]
         assert "The colours are different, so the answer is " + r["teacher_answer"] in r["cot"]

@@ -519,8 +519,9 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
     Perception-R1 from the same checkpoint, evaluated, diagnosed and tested.
 
     No GPU, no server, no download: draws figures whose answer must be seen, builds a tiny Qwen2.5-VL,
-    annotates the CoTs, runs pr sft, two pr train arms, pr eval, pr diagnose, pr mcnemar and plots.
-    About 4 minutes on two CPU cores; --quick runs every stage on a few items.
+    annotates the CoTs, runs pr sft (on an imperfect teacher's CoTs: --teacher-slip, --teacher-misread),
+    two pr train arms, pr eval, pr diagnose, pr mcnemar and plots.
+    About 4.5 minutes on two CPU cores; --quick runs every stage on a few items.
     """
     from prcli.demo import run_demo
 

@@ -171,7 +171,7 @@ class TasksConfig(StageConfig):
         if self.teacher_misread or self.teacher_slip:
             from prcli.tasks.teacher import check_teachable
 
-            check_teachable(self.kinds)
+            check_teachable(self.kinds, self.teacher_slip)
         return self
 
 

@@ -27,15 +27,20 @@ MISREADS = {"orange": "red", "purple": "blue"}  # what the teacher sees instead:
 TEACHABLE = ("side_colour", "same_colour")  # kinds whose text is rebuilt from the colours read
 
 
-def check_teachable(kinds: list[str]) -> None:
-    """Refuse, before anything is written, kinds the teacher cannot rewrite (an empty list: all kinds)."""
+def check_teachable(kinds: list[str], slip_rate: float) -> None:
+    """Refuse, before anything is written, kinds the teacher cannot rewrite (an empty list: all kinds)
+    and a slip rate with no figure to slip on (a teacher that quietly did nothing)."""
     from prcli.tasks.kinds import KINDS
 
     other = [k for k in kinds or KINDS if k not in TEACHABLE]
     if other:
         raise ValueError(
-            f"an imperfect teacher needs figure kinds among {', '.join(TEACHABLE)}; "
-            f"not {', '.join(other)} (give --kinds)"
+            f"an imperfect teacher needs figure kinds among {', '.join(TEACHABLE)}; not {', '.join(other)} "
+            "(give --kinds, or --teacher-slip 0 --teacher-misread 0 for the correct CoTs)"
+        )
+    if slip_rate and "same_colour" not in kinds:
+        raise ValueError(
+            "the teacher slips only on same_colour figures, and --kinds has none (--teacher-slip 0)"
         )
 
 
