@@ -3,7 +3,7 @@
 Each seed runs the full default demo in its own process (`pr demo --seed S --json`, OMP_NUM_THREADS=1),
 `--parallel` at a time; the table gives, per seed, held-out accuracy of SFT, RLVR and Perception-R1,
 their perception-error rates (over the responses `pr diagnose` could check; every one could, so far),
-the "lucky" counts (right answer, misread shape), McNemar p of each GRPO arm against SFT (accuracy) and of Perception-R1
+the "lucky" counts (right answer, misread shape), the wrong answers from facts stated right, McNemar p of each GRPO arm against SFT (accuracy) and of Perception-R1
 against RLVR (perception), and the wall time. A seed that fails is reported, not dropped.
 
     python benchmarks/demo_seeds.py --seeds 0 1 2 --parallel 2 --out /tmp/demo-seeds
@@ -48,8 +48,9 @@ def p_of(report: dict, a: str, b: str, outcome: str) -> str:
 def table(reports: list[dict]) -> str:
     head = (
         "| seed | acc SFT | acc RLVR | acc PR1 | perc. err. SFT | perc. err. RLVR | perc. err. PR1 "
-        "| lucky SFT/RLVR/PR1 | p RLVR vs SFT (acc) | p PR1 vs SFT (acc) | p PR1 vs RLVR (perc.) | seconds |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| lucky SFT/RLVR/PR1 | wrong from facts stated right SFT/RLVR/PR1 | p RLVR vs SFT (acc) "
+        "| p PR1 vs SFT (acc) | p PR1 vs RLVR (perc.) | seconds |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in reports:
@@ -68,6 +69,8 @@ def table(reports: list[dict]) -> str:
             + " | ".join(pct(m[k]["perception_error_rate"]) for k in ("sft", "rlvr", "perception-r1"))
             + " | "
             + "/".join(str(r["numbers"][f"breakdown_{k}"]["lucky"]) for k in ("sft", "rlvr", "perception-r1"))
+            + " | "
+            + "/".join(str(m[k]["wrong_reasoning"]) for k in ("sft", "rlvr", "perception-r1"))
             + f" | {p_of(r, 'sft', 'rlvr', 'accuracy')} | {p_of(r, 'sft', 'perception-r1', 'accuracy')}"
             + f" | {p_of(r, 'rlvr', 'perception-r1', 'perception')} | {r['wall']:.0f} |"
         )
