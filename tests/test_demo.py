@@ -194,3 +194,25 @@ def test_pr_plot_on_run_files(tmp_path: Path) -> None:
     odd.write_text('{"x": 1}\n')
     result = runner.invoke(app, ["plot", str(odd), "-o", str(out)])
     assert result.exit_code == 1 and "not training metrics, eval items or judgements" in result.output
+
+
+def test_eval_plot_counts_groups_and_draws_no_bar_for_a_group_a_model_lacks(tmp_path: Path) -> None:
+    import math
+
+    from prcli.plots import _accuracy, _group_label, plot_eval
+
+    base = [{"id": str(i), "correct": i < 3, "answer": ["yes", "no"][i % 2]} for i in range(6)]
+    other = [*base[:5], {"id": "5", "correct": True, "answer": "maybe"}]  # one "no" fewer, one "maybe"
+    models = {"a": base, "b": other}
+    assert (
+        _group_label(models, "answer", "yes") == "yes (n=3)" and _group_label(models, "answer", "no") == "no"
+    )
+    assert _group_label({"a": base, "b": base}, "answer", "overall") == "overall (n=6)"
+    assert math.isnan(_accuracy(base, ("answer", "maybe")))  # nothing to score: no bar, not 0%
+    assert _accuracy(base, ("answer", "yes")) == pytest.approx(200 / 3)
+    files = []
+    for name, rows in models.items():
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    png = plot_eval(files, tmp_path / "by.png", field="answer", labels=["a", "b"], title="by answer")
+    assert is_png(png)

@@ -451,6 +451,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
                 plots_dir / "heldout_by_answer.png",
                 field="answer",
                 labels=list(MODELS),
+                title="held-out accuracy by true answer",
             ),
         ]
         return f"{len(summary.plots)} plots in {plots_dir}"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -203,11 +204,16 @@ def plot_models(rows: Sequence[dict[str, Any]], out: Path, chance: float | None 
 
 
 def plot_eval(
-    items_files: Sequence[Path], out: Path, field: str | None = None, labels: Sequence[str] | None = None
+    items_files: Sequence[Path],
+    out: Path,
+    field: str | None = None,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Path:
     """Accuracy overall and per value of `field` (default: the first category field with 2-12 values).
 
-    One bar series per file, named by `series_labels` (distinct, or an error).
+    One bar series per file, named by `series_labels` (distinct, or an error); each group is labelled
+    with its item count when every file has the same count there.
     """
     models = {name: _rows(p) for name, p in zip(series_labels(items_files, labels), items_files, strict=True)}
     if not any(models.values()):
@@ -224,15 +230,24 @@ def plot_eval(
         accs = [_accuracy(rows, None if g == "overall" else (field, g)) for g in groups]
         xs = [i + k * width for i in range(len(groups))]
         bars = ax.bar(xs, accs, width, label=name)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.bar_label(bars, labels=["" if math.isnan(a) else f"{a:.1f}" for a in accs], fontsize=7)
     ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
+    ax.set_xticklabels([_group_label(models, field, g) for g in groups], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"accuracy{f' by {field}' if field else ''}", fontsize=10)
+    ax.set_title(title or f"accuracy{f' by {field}' if field else ''}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _group_label(models: dict[str, list[dict[str, Any]]], field: str | None, group: str) -> str:
+    """The group's name, with its item count when every model has the same count there."""
+    counts = {
+        sum(1 for r in rows if group == "overall" or group in {str(v) for v in _values(r.get(field))})
+        for rows in models.values()
+    }
+    return f"{group} (n={counts.pop()})" if len(counts) == 1 else group
 
 
 def plot_perception(judgement_files: Sequence[Path], out: Path, labels: Sequence[str] | None = None) -> Path:
@@ -340,7 +355,7 @@ def _category_field(rows: list[dict[str, Any]]) -> str | None:
 
 def _accuracy(rows: list[dict[str, Any]], where: tuple[str, str] | None) -> float:
     chosen = rows if where is None else [r for r in rows if where[1] in map(str, _values(r.get(where[0])))]
-    return 100.0 * sum(bool(r["correct"]) for r in chosen) / len(chosen) if chosen else 0.0
+    return 100.0 * sum(bool(r["correct"]) for r in chosen) / len(chosen) if chosen else math.nan  # no bar
 
 
 def _save(fig: Any, out: Path) -> Path:
