@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("demo-seeds"))
     ap.add_argument(
-        "demo_args", nargs="*", help="Passed to every `pr demo` (after --), e.g. -- --teacher-error 0.5."
+        "demo_args", nargs="*", help="Passed to every `pr demo` (after --), e.g. -- --teacher-slip 0."
     )
     args = ap.parse_args()
     with ThreadPoolExecutor(args.parallel) as pool:

@@ -48,7 +48,8 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
     assert yaml.safe_load((files["sft model"] / "config.yaml").read_text())["data"] == str(
         files["sft problems"]
     )
-    assert [a.answer for a in annotated] == [p.answer for p in train]
+    assert report["numbers"]["teacher_slips"] == sum(t["slip"] for t in teacher)
+    assert report["config"]["teacher_slip"] == 0.55 and report["config"]["quick"] is True
 
     # one SFT checkpoint, two arms from it with one budget: only the reward weights differ
     sft_loss = [json.loads(x)["loss"] for x in files["sft metrics"].read_text().splitlines()]
@@ -61,6 +62,7 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
     differ = {k for k in configs["rlvr"] if configs["rlvr"][k] != configs["perception-r1"].get(k)}
     assert differ == {"output_dir", "w_perception", "w_repetition"}, differ
     assert configs["rlvr"]["w_perception"] == configs["rlvr"]["w_repetition"] == 0
+    assert configs["rlvr"]["data"] == str(files["annotated train"])  # GRPO on the true answers and facts
     for arm in ("rlvr", "perception-r1"):
         metrics = [json.loads(x) for x in files[f"metrics {arm}"].read_text().splitlines()]
         assert [m["step"] for m in metrics] == [1, 2] and all("rewards/perception/mean" in m for m in metrics)
@@ -101,6 +103,15 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
         f"GRPO from the SFT checkpoint, held-out accuracy: SFT {rows['sft']['accuracy']:.1%} -> "
     )
     assert f"RLVR {rows['rlvr']['accuracy']:.1%} (McNemar p = {p_rlvr:.3g})" in report["gain"]
+    p_pr1 = next(
+        t["p_value"]
+        for t in report["tests"]
+        if (t["a"], t["b"], t["outcome"]) == ("sft", "perception-r1", "accuracy")
+    )
+    assert (
+        f"Perception-R1 {rows['perception-r1']['accuracy']:.1%} (McNemar p = {p_pr1:.3g})" in report["gain"]
+    )
+    assert report["gain"].endswith("these numbers mean nothing]")  # --quick says so on both lines
     assert 0 < report["numbers"]["chance_accuracy"] < 1
 
     plots = [Path(p) for p in report["plots"]]

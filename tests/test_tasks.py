@@ -158,12 +158,30 @@ def test_pr_tasks_writes_both_splits(tmp_path):
     digest = {name: {(tmp_path / "a" / r["images"][0]).read_bytes() for r in rs} for name, rs in rows.items()}
     assert not digest["train"] & digest["test"]  # the held-out figures are not training figures
 
-    taught = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t"), "--teacher-slip", "0.5"])
-    assert taught.exit_code == 0, taught.output
-    teacher = Path(json.loads(taught.stdout)["teacher"])
-    assert teacher == tmp_path / "t" / "train-teacher.jsonl"
-    assert [json.loads(x)["id"] for x in teacher.read_text().splitlines()] == [r["id"] for r in rows["train"]]
-    assert report["teacher"] is None  # none unless asked for
+    assert report["teacher"] is None and not (tmp_path / "a" / "train-teacher.jsonl").exists()  # unless asked
+    for option in ("--teacher-slip", "--teacher-misread"):
+        taught = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t"), option, "1"])
+        assert taught.exit_code == 0, taught.output
+        teacher = Path(json.loads(taught.stdout)["teacher"])
+        assert teacher == tmp_path / "t" / "train-teacher.jsonl"
+        assert (tmp_path / "t" / "train.jsonl").read_bytes() == train.read_bytes()  # the true split unchanged
+        taught_rows = [json.loads(x) for x in teacher.read_text().splitlines()]
+        assert [(r["id"], r["images"], r["answer"], r["annotations"]) for r in taught_rows] == [
+            (r["id"], r["images"], r["answer"], r["annotations"]) for r in rows["train"]
+        ]
+        changed = [r for r, t in zip(taught_rows, rows["train"], strict=True) if r["cot"] != t["cot"]]
+        if option == "--teacher-slip":  # rate 1: every 'different colours' CoT concludes yes
+            differ = [t for t in rows["train"] if t["category"] == "same_colour" and t["answer"] == "no"]
+            assert len(changed) == len(differ) > 0 and all(
+                r["slip"] and r["teacher_answer"] == "yes" for r in changed
+            )
+        else:  # rate 1: every orange or purple shape is misread, nothing else
+            hued = [
+                t for t in rows["train"] if {t["values"]["left"], t["values"]["right"]} & {"orange", "purple"}
+            ]
+            assert len(changed) == len(hued) > 0 and all(r["misread"] and not r["slip"] for r in changed)
+    again = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "t")])  # no teacher this time
+    assert again.exit_code == 0 and not teacher.exists()  # the last run's teacher file is gone, not stale
 
     bad = CliRunner().invoke(app, ["tasks", "-o", str(tmp_path / "c"), "--kinds", "hexagons"])
     assert bad.exit_code != 0 and "unknown task kind" in bad.output and not (tmp_path / "c").exists()
@@ -184,7 +202,8 @@ def test_the_teacher_misreads_only_its_colours_and_answers_from_what_it_read(tmp
     from prcli.tasks.teacher import MISREADS, write_teacher
 
     cfg = TasksConfig(out=tmp_path, train_size=300, test_size=2, kinds=["side_colour", "same_colour"])
-    train, _ = write_splits(cfg)
+    train, _, teacher = write_splits(cfg)
+    assert teacher is None  # none asked for
     truth = [json.loads(x) for x in train.read_text().splitlines()]
     half = write_teacher(train, 0.5, 0.0, seed=0)
     assert half == tmp_path / "train-teacher.jsonl"
@@ -207,6 +226,8 @@ def test_the_teacher_misreads_only_its_colours_and_answers_from_what_it_read(tmp
         assert r["slip"] is False
         read = {**t["values"], **stated}
         assert r["teacher_answer"] == KINDS[t["category"]].solve(read)  # the answer follows what it read
+        assert r["teacher_facts"] == [f"the {side} shape is {stated[side]}" for side in ("left", "right")]
+        assert r["annotations"] == t["annotations"]  # the reference facts stay the figure's
         assert r["cot"].endswith(f"\\boxed{{{r['teacher_answer']}}}\n</answer>")
         assert format_reward(r["cot"]) == 1.0
     assert misreadable > 100 and 0.4 < misread / misreadable < 0.6
@@ -239,7 +260,8 @@ def test_the_teacher_slips_only_on_different_colours_and_keeps_its_facts_right(t
     from prcli.tasks.teacher import write_teacher
 
     cfg = TasksConfig(out=tmp_path, train_size=300, test_size=2, kinds=["side_colour", "same_colour"])
-    train, _ = write_splits(cfg)
+    train, _, teacher = write_splits(cfg)
+    assert teacher is None  # none asked for
     truth = [json.loads(x) for x in train.read_text().splitlines()]
     rows = [json.loads(x) for x in write_teacher(train, 0.0, 0.6, seed=1).read_text().splitlines()]
     pairs = list(zip(truth, rows, strict=True))

@@ -32,6 +32,7 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
         print_json(
             {
                 "out": str(summary.out),
+                "config": cfg.model_dump(mode="json", exclude={"config"}),
                 "numbers": summary.numbers,
                 "models": summary.models,
                 "tests": summary.tests,
@@ -93,7 +94,7 @@ def demo_cmd(cfg: DemoConfig, json_out: bool = False) -> None:
             ],
         )
     )
-    console.print(f"[bold]{summary.gain}[/]")
+    console.print(f"[bold]{summary.gain}[/]")  # both lines carry the --quick warning
     console.print(f"[bold]{summary.verdict}[/]")
     console.print("plots:\n" + "\n".join(f"  {p}" for p in summary.plots))
     console.print(f"every file: {summary.out}")
@@ -132,17 +133,14 @@ def plot_cmd(
 @config_command(TasksConfig, short={"out": "-o"})
 def tasks_cmd(cfg: TasksConfig, json_out: bool = False) -> None:
     """Draw synthetic perception tasks: figures whose answer must be read from the image, with correct
-    CoTs and their visual facts (train.jsonl, and test.jsonl from seed + 1)."""
+    CoTs and their visual facts (train.jsonl, and test.jsonl from seed + 1); with --teacher-slip or
+    --teacher-misread, also train-teacher.jsonl: an imperfect teacher's CoTs for the training figures."""
     from prcli.tasks import chance_accuracy, write_splits
-    from prcli.tasks.teacher import write_teacher
 
     try:
-        train, test = write_splits(cfg)
+        train, test, teacher = write_splits(cfg)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    teacher = None
-    if cfg.teacher_misread or cfg.teacher_slip:
-        teacher = write_teacher(train, cfg.teacher_misread, cfg.teacher_slip, cfg.seed)
     chance = chance_accuracy(cfg.kinds or None, cfg.test_size)
     if json_out:
         print_json(

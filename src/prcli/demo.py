@@ -62,6 +62,7 @@ QUICK = Budget(train_size=24, test_size=12, sft_steps=6, grpo_steps=2, prompts_p
 SFT_LR = 3e-3
 GRPO_LR = 1e-4
 TEACHER_MISREAD = 0.0
+QUICK_WARNING = " [--quick: a smoke run; these numbers mean nothing]"
 TEACHER_SLIP = 0.55
 
 
@@ -213,7 +214,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
     from prcli.plots import plot_arms, plot_eval, plot_models
     from prcli.sft import SFTStageConfig, sft
     from prcli.tasks import TasksConfig, chance_accuracy, write_splits
-    from prcli.tasks.teacher import write_teacher
     from prcli.tiny import build_tiny_model
     from prcli.train import TrainConfig, train
 
@@ -234,29 +234,39 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         say(f"  {what}")
 
     def make_data() -> str:
-        files["train problems"], files["test problems"] = write_splits(
+        files["train problems"], files["test problems"], teacher = write_splits(
             TasksConfig(
                 out=data,
                 train_size=budget.train_size,
                 test_size=budget.test_size,
                 kinds=cfg.kinds,
                 seed=cfg.seed,
+                teacher_misread=cfg.teacher_misread,
+                teacher_slip=cfg.teacher_slip,
             )
         )
-        files["sft problems"] = files["train problems"]
-        teacher = ""
-        if cfg.teacher_misread or cfg.teacher_slip:
-            files["sft problems"] = write_teacher(
-                files["train problems"], cfg.teacher_misread, cfg.teacher_slip, cfg.seed
+        files["sft problems"] = teacher or files["train problems"]
+        said = ""
+        if teacher:
+            rows = [json.loads(x) for x in teacher.read_text(encoding="utf-8").splitlines()]
+            read = [{**r["values"], **r["misread"]} for r in rows]  # the colours as the teacher read them
+            counts = {
+                "teacher_misread_figures": sum(bool(r["misread"]) for r in rows),
+                "teacher_slips": sum(r["slip"] for r in rows),
+                "teacher_different_colour_cots": sum(
+                    v["ask"] == "same" and v["left"] != v["right"] for v in read
+                ),
+                "teacher_wrong_answers": sum(r["teacher_answer"] != r["answer"] for r in rows),
+            }
+            summary.numbers.update(counts)
+            said = (
+                f"; the SFT teacher misreads {counts['teacher_misread_figures']} figures and slips on "
+                f"{counts['teacher_slips']} of its {counts['teacher_different_colour_cots']} 'different colours' "
+                f"CoTs: {counts['teacher_wrong_answers']} answers wrong"
             )
-            rows = [json.loads(x) for x in files["sft problems"].read_text(encoding="utf-8").splitlines()]
-            wrong = sum(r["teacher_answer"] != r["answer"] for r in rows)
-            misread = sum(bool(r["misread"]) for r in rows)
-            slips = sum(r["slip"] for r in rows)
-            teacher = f"; the SFT teacher misreads {misread} figures, slips on {slips}: {wrong} answers wrong"
         return (
             f"{budget.train_size} training and {budget.test_size} held-out figures ({', '.join(cfg.kinds)}); "
-            f"best accuracy without looking: {chance:.1%}{teacher}"
+            f"best accuracy without looking: {chance:.1%}{said}"
         )
 
     def make_model() -> str:
@@ -431,7 +441,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         summary.gain = gain_line(rows, summary.tests)
         summary.verdict = verdict_line(rows, summary.tests)
         if cfg.quick:
-            summary.verdict += " [--quick: a smoke run; these numbers mean nothing]"
+            summary.gain += QUICK_WARNING
+            summary.verdict += QUICK_WARNING
         return f"{len(summary.tests)} paired tests"
 
     def plots() -> str:

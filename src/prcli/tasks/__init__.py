@@ -14,8 +14,9 @@ them as Problems; `pr train` and `pr diagnose` can use them directly without an 
 Deterministic under seed (same seed, same arguments: identical bytes); items of one set are
 distinct and, because every figure's layout is drawn too (its position, scale and distractors),
 sets drawn with different seeds are disjoint in practice: the held-out split is `seed + 1`.
-`write_splits` (`pr tasks`, the demo) writes a training and a held-out split and checks that no
-held-out figure is also a training one. `chance_accuracy` is the best accuracy without seeing the image: the probability of the most
+`write_splits` (`pr tasks`, the demo) writes a training and a held-out split (and, if asked, the
+imperfect teacher's CoTs: `prcli.tasks.teacher`) and checks that no held-out figure is also a
+training one. `chance_accuracy` is the best accuracy without seeing the image: the probability of the most
 likely answer of each kind, exact over the generator's value grid.
 """
 
@@ -157,8 +158,8 @@ class TasksConfig(StageConfig):
         0.0,
         ge=0.0,
         le=1.0,
-        description="In train-teacher.jsonl, the share of 'right shape' questions answered with the "
-        "left shape's colour (side_colour, same_colour only).",
+        description="Write train-teacher.jsonl too: CoTs of a teacher that, after stating two "
+        "different colours, concludes 'yes, the same colour' in this share of them (same_colour).",
     )
 
     @field_validator("kinds")
@@ -175,14 +176,24 @@ class TasksConfig(StageConfig):
         return self
 
 
-def write_splits(cfg: TasksConfig) -> tuple[Path, Path]:
-    """train.jsonl (seed) and test.jsonl (seed + 1) in `cfg.out`; a held-out figure that is also a
-    training one (same kind, question, facts and layout) is an error, never a silent leak."""
+def write_splits(cfg: TasksConfig) -> tuple[Path, Path, Path | None]:
+    """train.jsonl (seed) and test.jsonl (seed + 1) in `cfg.out`, and train-teacher.jsonl when a teacher
+    is asked for (else None, and an earlier run's teacher file is removed: its rows would name these
+    figures' images with another run's CoTs). A held-out figure that is also a training one (same
+    kind, question, facts and layout) is an error, never a silent leak."""
+    from prcli.tasks.teacher import teacher_path, write_teacher
+
     kinds = cfg.kinds or None
-    train = generate(cfg.train_size, cfg.seed, kinds, cfg.size)
+    items = generate(cfg.train_size, cfg.seed, kinds, cfg.size)
     test = generate(cfg.test_size, cfg.seed + 1, kinds, cfg.size)
-    seen = {i.key for i in train}
+    seen = {i.key for i in items}
     shared = sum(i.key in seen for i in test)
     if shared:
         raise ValueError(f"{shared} held-out item(s) are also training items; choose another --seed")
-    return write_items(cfg.out, train, "train-"), write_items(cfg.out, test, "test-")
+    train = write_items(cfg.out, items, "train-")
+    teacher = None
+    if cfg.teacher_misread or cfg.teacher_slip:
+        teacher = write_teacher(train, cfg.teacher_misread, cfg.teacher_slip, cfg.seed)
+    else:
+        teacher_path(train).unlink(missing_ok=True)
+    return train, write_items(cfg.out, test, "test-"), teacher

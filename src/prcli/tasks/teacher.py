@@ -6,7 +6,9 @@ errors, each at its own rate:
 - a misread (perception): it reads orange as red and purple as blue (each such shape, with
   probability `misread_rate`), states what it read and answers from it;
 - a slip (reasoning): asked whether the shapes share a colour, it states two different colours and
-  concludes "yes" (with probability `slip_rate`): its answer contradicts its own facts.
+  concludes "yes" (with probability `slip_rate`): its answer contradicts its own facts. The slip is
+  decided on the colours as read, so after a misread (orange and orange read as red and orange) it
+  can land on the true answer; `slip` marks the contradiction, `teacher_answer` the outcome.
 SFT learns the more frequent habit as the rule; GRPO, rewarded against the true answers (and, in the
 Perception-R1 arm, the true facts), can unlearn it. That gap between imitating a teacher and a
 verified reward is what the demo measures.
@@ -56,8 +58,9 @@ def misread(values: dict[str, Any], rng: random.Random, rate: float) -> dict[str
 def teacher_row(
     row: dict[str, Any], rng: random.Random, misread_rate: float, slip_rate: float
 ) -> dict[str, Any]:
-    """A training record with the teacher's CoT: its facts, its reasoning and its answer (`answer` stays
-    the true one; `teacher_answer`, `misread` and `slip` say where and why the two differ)."""
+    """A training record with the teacher's CoT. `answer` and `annotations` stay the truth (a reward or
+    judge given this file checks against the figure, not the teacher); `teacher_facts`,
+    `teacher_answer`, `misread` and `slip` say what the teacher wrote and where it went wrong."""
     if row.get("category") not in TEACHABLE:
         raise ValueError(
             f"record {row.get('id')!r}: the teacher rewrites only {', '.join(TEACHABLE)} figures, "
@@ -68,7 +71,18 @@ def teacher_row(
     _, answer, reasoning, facts = two_shapes_text(read, "yes" if slip else None)
     cot = Item(row["category"], None, row["question"], answer, reasoning, facts, read).cot
     wrong = {side: read[side] for side in ("left", "right") if read[side] != row["values"][side]}
-    return {**row, "cot": cot, "annotations": facts, "teacher_answer": answer, "misread": wrong, "slip": slip}
+    return {
+        **row,
+        "cot": cot,
+        "teacher_facts": facts,
+        "teacher_answer": answer,
+        "misread": wrong,
+        "slip": slip,
+    }
+
+
+def teacher_path(train: Path) -> Path:
+    return train.with_name(f"{train.stem}-teacher.jsonl")
 
 
 def write_teacher(train: Path, misread_rate: float, slip_rate: float, seed: int) -> Path:
@@ -79,6 +93,6 @@ def write_teacher(train: Path, misread_rate: float, slip_rate: float, seed: int)
             raise ValueError(f"teacher {name} rate {rate} is not in [0, 1]")
     rng = random.Random(f"prcli.tasks.teacher:{seed}")
     lines = train.read_text(encoding="utf-8").splitlines()  # written by `write_splits`: one record per line
-    out = train.with_name(f"{train.stem}-teacher.jsonl")
+    out = teacher_path(train)
     write_jsonl_atomic(out, [teacher_row(json.loads(line), rng, misread_rate, slip_rate) for line in lines])
     return out
