@@ -3,13 +3,15 @@
 Cold-start CoTs are usually distilled from a stronger model without checking each one, and they carry
 that model's habits. `write_teacher` rewrites training records as such a teacher would, with two
 errors, each at its own rate:
-- a misread (perception): it reads orange as red and purple as blue (each such shape, with
-  probability `misread_rate`), states what it read and answers from it;
+- a misread (perception): it reads orange as red and purple as blue (a share `misread_rate` of the
+  orange and purple shapes), states what it read and answers from it;
 - a slip (reasoning): asked whether the shapes share a colour, it states two different colours and
-  concludes "yes" (with probability `slip_rate`): its answer contradicts its own facts. The slip is
+  concludes "yes" (in a share `slip_rate` of those CoTs): its answer contradicts its own facts. The slip is
   decided on the colours as read, so after a misread (orange and orange read as red and orange) it
   can land on the true answer; `slip` marks the contradiction, `teacher_answer` the outcome.
-SFT learns the more frequent habit as the rule; GRPO, rewarded against the true answers (and, in the
+Each share is exact (the CoTs that err are drawn at random, their number is fixed): whether SFT's
+greedy answer takes on a habit depends on whether it is the majority, so a share drawn per CoT would
+put some seeds on the other side of one half by chance. SFT learns the more frequent habit as the rule; GRPO, rewarded against the true answers (and, in the
 Perception-R1 arm, the true facts), can unlearn it. That gap between imitating a teacher and a
 verified reward is what the demo measures.
 """
@@ -46,28 +48,11 @@ def check_teachable(kinds: list[str], slip_rate: float) -> None:
         )
 
 
-def misread(values: dict[str, Any], rng: random.Random, rate: float) -> dict[str, Any]:
-    """The colours as the teacher reads them: each shape in MISREADS is misread with probability rate."""
-    read = dict(values)
-    for side in ("left", "right"):
-        if read[side] in MISREADS and rng.random() < rate:
-            read[side] = MISREADS[read[side]]
-    return read
-
-
-def teacher_row(
-    row: dict[str, Any], rng: random.Random, misread_rate: float, slip_rate: float
-) -> dict[str, Any]:
-    """A training record with the teacher's CoT. `answer` and `annotations` stay the truth (a reward or
-    judge given this file checks against the figure, not the teacher); `teacher_facts`,
-    `teacher_answer`, `misread` and `slip` say what the teacher wrote and where it went wrong."""
-    if row.get("category") not in TEACHABLE:
-        raise ValueError(
-            f"record {row.get('id')!r}: the teacher rewrites only {', '.join(TEACHABLE)} figures, "
-            f"not {row.get('category')!r}"
-        )
-    read = misread(row["values"], rng, misread_rate)
-    slip = read["ask"] == "same" and read["left"] != read["right"] and rng.random() < slip_rate
+def teacher_row(row: dict[str, Any], read: dict[str, Any], slip: bool) -> dict[str, Any]:
+    """A training record with the teacher's CoT, from the colours it `read` and whether it slips.
+    `answer` and `annotations` stay the truth (a reward or judge given this file checks against the
+    figure, not the teacher); `teacher_facts`, `teacher_answer`, `misread` and `slip` say what the
+    teacher wrote and where it went wrong."""
     _, answer, reasoning, facts = two_shapes_text(read, "yes" if slip else None)
     cot = Item(row["category"], None, row["question"], answer, reasoning, facts, read).cot
     wrong = {side: read[side] for side in ("left", "right") if read[side] != row["values"][side]}
@@ -91,8 +76,27 @@ def write_teacher(train: Path, misread_rate: float, slip_rate: float, seed: int)
     for name, rate in (("misread", misread_rate), ("slip", slip_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"teacher {name} rate {rate} is not in [0, 1]")
+    rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines()]  # `write_splits`'
+    for row in rows:
+        if row.get("category") not in TEACHABLE:
+            raise ValueError(
+                f"{train}: record {row.get('id')!r}: the teacher rewrites only {', '.join(TEACHABLE)} "
+                f"figures, not {row.get('category')!r}"
+            )
     rng = random.Random(f"prcli.tasks.teacher:{seed}")
-    lines = train.read_text(encoding="utf-8").splitlines()  # written by `write_splits`: one record per line
+    hued = [
+        (i, side) for i, r in enumerate(rows) for side in ("left", "right") if r["values"][side] in MISREADS
+    ]
+    misread = set(rng.sample(hued, round(misread_rate * len(hued))))
+    read = [
+        {
+            **r["values"],
+            **{side: MISREADS[r["values"][side]] for side in ("left", "right") if (i, side) in misread},
+        }
+        for i, r in enumerate(rows)
+    ]
+    differ = [i for i, v in enumerate(read) if v["ask"] == "same" and v["left"] != v["right"]]
+    slips = set(rng.sample(differ, round(slip_rate * len(differ))))
     out = teacher_path(train)
-    write_jsonl_atomic(out, [teacher_row(json.loads(line), rng, misread_rate, slip_rate) for line in lines])
+    write_jsonl_atomic(out, [teacher_row(r, read[i], i in slips) for i, r in enumerate(rows)])
     return out
