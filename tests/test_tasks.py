@@ -230,7 +230,7 @@ def test_the_teacher_misreads_only_its_colours_and_answers_from_what_it_read(tmp
         assert r["annotations"] == t["annotations"]  # the reference facts stay the figure's
         assert r["cot"].endswith(f"\\boxed{{{r['teacher_answer']}}}\n</answer>")
         assert format_reward(r["cot"]) == 1.0
-    assert misreadable > 100 and 0.4 < misread / misreadable < 0.6
+    assert misreadable > 100 and misread == round(0.5 * misreadable)  # an exact share, drawn at random
     assert sum(r["teacher_answer"] != r["answer"] for r in rows) > 20  # some answers are wrong
 
     again = write_teacher(train, 0.5, 0.0, seed=0).read_bytes()
@@ -254,6 +254,14 @@ def test_the_teacher_refuses_kinds_it_cannot_rewrite(tmp_path):
         TasksConfig(out=tmp_path, kinds=["side_colour"], teacher_slip=0.5)  # nothing to slip on
     TasksConfig(out=tmp_path, kinds=["side_colour"], teacher_misread=0.5)
 
+    from prcli.tasks import write_splits
+    from prcli.tasks.teacher import teacher_path, write_teacher
+
+    train, _, _ = write_splits(TasksConfig(out=tmp_path / "all", train_size=12, test_size=2))  # every kind
+    with pytest.raises(ValueError, match=r"train.jsonl: record 'train-0000': the teacher rewrites only"):
+        write_teacher(train, 0.0, 0.5, seed=0)
+    assert not teacher_path(train).exists()  # nothing partial
+
 
 def test_the_teacher_slips_only_on_different_colours_and_keeps_its_facts_right(tmp_path):
     from prcli.tasks import TasksConfig, write_splits
@@ -270,7 +278,7 @@ def test_the_teacher_slips_only_on_different_colours_and_keeps_its_facts_right(t
         assert r["annotations"] == t["annotations"] and not r["misread"]  # the facts stay right
         if (t, r) not in differ:
             assert not r["slip"] and r["cot"] == t["cot"]
-    assert len(differ) > 50 and 0.45 < sum(r["slip"] for _, r in differ) / len(differ) < 0.75
+    assert len(differ) > 50 and sum(r["slip"] for _, r in differ) == round(0.6 * len(differ))  # exact
     for _, r in differ:
         assert r["teacher_answer"] == ("yes" if r["slip"] else "no")
         assert (r["teacher_answer"] != r["answer"]) == r["slip"]
