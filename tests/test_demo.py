@@ -49,7 +49,7 @@ def test_quick_demo_runs_the_comparison_and_reports_it_truthfully(tmp_path: Path
         files["sft problems"]
     )
     assert report["numbers"]["teacher_slips"] == sum(t["slip"] for t in teacher)
-    assert report["config"]["teacher_slip"] == 0.6 and report["config"]["quick"] is True
+    assert report["config"]["teacher_slip"] == 0.55 and report["config"]["quick"] is True
 
     # one SFT checkpoint, two arms from it with one budget: only the reward weights differ
     sft_loss = [json.loads(x)["loss"] for x in files["sft metrics"].read_text().splitlines()]

@@ -4,7 +4,7 @@
    is the left/right one, are they the same colour), with correct templated CoTs; held-out split
    from another seed; 2. a tiny Qwen2.5-VL built locally; 3. `pr annotate` (rules extractor) turns
    the correct CoTs into visual facts; 4. `pr sft` warm start on an imperfect teacher's CoTs
-   (`prcli.tasks.teacher`: by default, 60% of its "different colours" conclusions say "yes"), as a
+   (`prcli.tasks.teacher`: by default, 55% of its "different colours" conclusions say "yes"), as a
    cold start distilled without checking inherits its teacher's habits; 5. two `pr train` GRPO arms
    from that checkpoint with one budget and seed, on the true answers: accuracy-only RLVR (accuracy +
    format) and Perception-R1 (+ perception reward from the lexical judge + repetition penalty);
@@ -63,7 +63,7 @@ SFT_LR = 3e-3
 GRPO_LR = 1e-4
 TEACHER_MISREAD = 0.0
 QUICK_WARNING = " [--quick: a smoke run; these numbers mean nothing]"
-TEACHER_SLIP = 0.6
+TEACHER_SLIP = 0.55
 
 
 class DemoConfig(StageConfig):
