@@ -48,8 +48,8 @@ def p_of(report: dict, a: str, b: str, outcome: str) -> str:
 def table(reports: list[dict]) -> str:
     head = (
         "| seed | acc SFT | acc RLVR | acc PR1 | perc. err. SFT | perc. err. RLVR | perc. err. PR1 "
-        "| lucky SFT/RLVR/PR1 | wrong from facts stated right SFT/RLVR/PR1 | p RLVR vs SFT (acc) "
-        "| p PR1 vs SFT (acc) | p PR1 vs RLVR (perc.) | seconds |\n"
+        "| lucky SFT/RLVR/PR1 | wrong from facts stated right SFT/RLVR/PR1 | p SFT vs RLVR (acc) "
+        "| p SFT vs PR1 (acc) | p RLVR vs PR1 (perc.) | seconds |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
