@@ -170,8 +170,15 @@ def test_a_hub_dataset_is_named_in_the_metadata(tmp_path: Path) -> None:
     card = ModelCard(render_card(facts))
     assert card.data.to_dict()["datasets"] == ["someone/geo3k-r1"]
     assert (
-        "hub dataset [someone/geo3k-r1](https://huggingface.co/datasets/someone/geo3k-r1) (10 examples used)"
-        in card.text
+        "hub dataset [someone/geo3k-r1](https://huggingface.co/datasets/someone/geo3k-r1), revision not "
+        "pinned (its latest when trained) (10 examples used)" in card.text
+    )
+    pinned = SFTStageConfig(
+        model="qwen2.5-vl-7b", data="someone/geo3k-r1", revision="v1.2", output_dir=tmp_path / "s"
+    ).card(10)
+    assert (
+        "hub dataset [someone/geo3k-r1](https://huggingface.co/datasets/someone/geo3k-r1/tree/v1.2) at "
+        "revision `v1.2` (10 examples used)" in ModelCard(render_card(pinned)).text
     )
 
 

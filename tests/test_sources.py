@@ -19,7 +19,7 @@ from prcli.config import plain_values
 from prcli.jsonl import InputError
 from prcli.judge.run import JudgeRunConfig
 from prcli.records import AnnotatedProblem, Problem, Response
-from prcli.sources import Source, read_source
+from prcli.sources import Source, _records_path, read_source
 
 runner = CliRunner()
 
@@ -360,3 +360,31 @@ def test_a_hub_name_is_kept_as_a_name_and_loaded_through_datasets(tmp_path: Path
         in result.output
     )
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_revision_pins_a_hub_dataset_and_is_refused_for_local_data(tmp_path: Path) -> None:
+    data = tmp_path / "r.jsonl"
+    data.write_text('{"id": "a", "response": "x"}\n')
+    local = runner.invoke(app, ["judge", str(data), "-o", str(tmp_path / "o.jsonl"), "--revision", "v1"])
+    assert local.exit_code == 1 and "--revision pins a hub dataset's version; this is a local" in local.output
+    hub = runner.invoke(
+        app,
+        [
+            "judge",
+            "someone/responses",
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--split",
+            "test",
+            "--revision",
+            "v1",
+        ],
+    )
+    assert (
+        hub.exit_code == 1 and "someone/responses@v1 (test split): not a local file or folder" in hub.output
+    )
+    assert not (tmp_path / "o.jsonl").exists()
+    spec = Source("someone/responses", {}, split="test")
+    assert _records_path(spec, {}) != _records_path(
+        Source("someone/responses", {}, split="test", revision="v1"), {}
+    )

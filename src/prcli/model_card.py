@@ -40,6 +40,7 @@ class TrainingFacts:
     rewards: dict[str, float] = field(default_factory=dict)  # weight per reward (GRPO)
     judge: str | None = None  # the perception judge (GRPO)
     hub_model_id: str | None = None
+    data_revision: str | None = None  # a hub dataset's --revision
 
     @property
     def name(self) -> str:
@@ -86,9 +87,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _data_line(data: Path | str) -> str:
+def _data_line(data: Path | str, revision: str | None = None) -> str:
     if isinstance(data, str):
-        return f"hub dataset [{data}](https://huggingface.co/datasets/{data})"
+        if revision:
+            return f"hub dataset [{data}](https://huggingface.co/datasets/{data}/tree/{revision}) at revision `{revision}`"
+        return f"hub dataset [{data}](https://huggingface.co/datasets/{data}), revision not pinned (its latest when trained)"
     if data.is_file():
         return f"file `{data.name}`, sha256 `{_sha256(data)}`"
     return f"dataset folder `{data.name}`"
@@ -136,7 +139,7 @@ def render_card(facts: TrainingFacts) -> str:
         "",
         "## Training data",
         "",
-        f"- {_data_line(facts.data)} ({facts.examples} examples used)",
+        f"- {_data_line(facts.data, facts.data_revision)} ({facts.examples} examples used)",
     ]
     if facts.rewards:
         lines += ["", "## Rewards", "", "| reward | weight |", "|---|---|"]

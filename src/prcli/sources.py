@@ -2,7 +2,7 @@
 
 An input is our JSONL file (read as always), a parquet or arrow file, a folder `datasets.load_dataset`
 reads (data files, or a dataset repository's layout), a `Dataset.save_to_disk` folder, or a hub dataset
-`owner/name` (with `--subset` and `--split`). `--field ours=theirs` maps a column onto a record field;
+`owner/name` (with `--subset`, `--split` and `--revision`). `--field ours=theirs` maps a column onto a record field;
 columns already named like our fields need no map, and the released Perception-R1 / EasyR1 layout
 (`problem`, `answer`, `images`, `visual_key_info` with `<infoK>` tags) is recognised by its columns.
 
@@ -92,6 +92,11 @@ class SourceOptions(BaseModel):
         None, description="The dataset's configuration (a hub dataset or dataset folder)."
     )
     split: str | None = Field(None, description="The dataset's split (needed when it has several).")
+    revision: str | None = Field(
+        None,
+        description="A hub dataset's version: branch, tag or commit (recorded in config.yaml and the model "
+        "card). Without it the hub's latest is read, and the card says the version was not pinned.",
+    )
 
     @field_validator("field", mode="before")
     @classmethod
@@ -114,17 +119,19 @@ class Source:
     fields: Mapping[str, str]
     subset: str | None = None
     split: str | None = None
+    revision: str | None = None
 
     @classmethod
     def of(cls, spec: Path | str, options: SourceOptions, split: str | EllipsisType | None = ...) -> Source:
         """The source `spec` under a stage's options (`split` instead of theirs: `--eval-split`)."""
         chosen = options.split if split is ... else split
-        return cls(spec, parse_field_map(options.field), options.subset, chosen)
+        return cls(spec, parse_field_map(options.field), options.subset, chosen, options.revision)
 
     @property
     def label(self) -> Path:
         """How problems name this input: as given, with the split the user chose."""
-        return Path(f"{self.spec} ({self.split} split)" if self.split else str(self.spec))
+        name = f"{self.spec}@{self.revision}" if self.revision else str(self.spec)
+        return Path(f"{name} ({self.split} split)" if self.split else name)
 
 
 def local_path(spec: Path | str | None) -> Path | None:
@@ -142,6 +149,8 @@ def read_source(
     """`check_jsonl` of any input: a JSONL as it is (with `--field` renaming its keys), a dataset
     written out as one (`materialise`), its problems named after the dataset's rows and columns."""
     _check_targets(source, model)
+    if source.revision and isinstance(source.spec, Path):
+        raise _error(source, "--revision pins a hub dataset's version; this is a local file or folder")
     if isinstance(source.spec, Path) and _file_kind(source.spec) == "jsonl":
         if source.subset or source.split:
             raise _error(source, "--subset and --split choose within a dataset; this is a JSONL file")
@@ -293,7 +302,7 @@ def materialise(dataset: Any, columns: Mapping[str, str], base: Path | None, rec
 def _records_path(source: Source, columns: Mapping[str, str]) -> Path:
     """Where a dataset is written out: one file per input and column map, in the prcli cache."""
     spec = str(source.spec.resolve()) if isinstance(source.spec, Path) else source.spec
-    key = content_hash(VERSION, spec, source.subset, source.split, sorted(columns.items()))
+    key = content_hash(VERSION, spec, source.subset, source.split, source.revision, sorted(columns.items()))
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(str(source.spec)).stem).strip("_")[:40] or "dataset"
     return default_cache_dir() / "datasets" / f"{stem}-{key}.jsonl"
 
@@ -326,7 +335,9 @@ def _load(source: Source) -> tuple[Any, Path | None]:
     quiet.setLevel(logging.CRITICAL)
     try:
         if isinstance(spec, str):
-            return _one_split(source, lambda s: datasets.load_dataset(spec, subset, split=s)), None
+            return _one_split(
+                source, lambda s: datasets.load_dataset(spec, subset, split=s, revision=source.revision)
+            ), None
         spec = spec.expanduser().resolve()  # relative image paths start at the dataset's real folder
         if (spec / "dataset_dict.json").is_file() or (spec / "state.json").is_file():
             if subset:
@@ -355,7 +366,7 @@ def _one_split(source: Source, load: Callable[[str], Any]) -> Any:
 
     if source.split:
         return load(source.split)
-    names = datasets.get_dataset_split_names(str(source.spec), source.subset)
+    names = datasets.get_dataset_split_names(str(source.spec), source.subset, revision=source.revision)
     if len(names) != 1:
         raise _error(source, f"the dataset has splits {', '.join(names)}: choose one with --split")
     return load(names[0])

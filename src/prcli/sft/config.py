@@ -99,6 +99,7 @@ class SFTStageConfig(StageConfig, SourceOptions, TrackerOptions):
             examples=examples,
             settings={k: getattr(self, k) for k in keys},
             hub_model_id=hub_repo(self),
+            data_revision=self.revision,
         )
 
     @model_validator(mode="after")

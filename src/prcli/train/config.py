@@ -296,6 +296,7 @@ class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
             rewards=dict(zip(REWARD_NAMES, self.weights.as_list(), strict=True)),
             judge=judge if self.w_perception else None,
             hub_model_id=hub_repo(self),
+            data_revision=self.revision,
         )
 
     def judge_config(self) -> JudgeConfig:
