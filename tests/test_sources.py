@@ -253,6 +253,28 @@ def test_pr_judge_on_a_save_to_disk_folder_resumes_by_content(tmp_path: Path) ->
     assert [j["verdicts"] for j in read_lines(out)] == [[1, 1], [1, 1], [1, 0]]
 
 
+def test_pr_judge_joins_annotations_from_the_released_parquet(tmp_path: Path) -> None:
+    facts = released_parquet(tmp_path / "geo3k.parquet", [released_row(0), released_row(1, "blue")])
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(
+        json.dumps({"id": "row-1", "response": "AB = 6 and BC = 8; D is the midpoint of AC."})
+        + "\n"
+        + json.dumps({"id": "row-0", "response": "AB = 7."})
+        + "\n"
+    )
+    out = tmp_path / "judged.jsonl"
+    result = runner.invoke(app, ["judge", str(responses), "-o", str(out), "--annotations", str(facts)])
+    assert result.exit_code == 0, result.output
+    assert [(j["id"], j["verdicts"]) for j in read_lines(out)] == [("row-1", [1, 1]), ("row-0", [0, 0])]
+
+    responses.write_text(json.dumps({"id": "row-9", "response": "AB = 6."}) + "\n")
+    missing = runner.invoke(
+        app, ["judge", str(responses), "-o", str(tmp_path / "o2.jsonl"), "--annotations", str(facts)]
+    )
+    assert missing.exit_code == 1 and f"no annotated record with id 'row-9' in {facts}" in missing.output
+    assert not (tmp_path / "o2.jsonl").exists()
+
+
 def test_pr_annotate_on_a_parquet_file_with_a_field_map(tmp_path: Path) -> None:
     rows = [
         {"question_text": "<image>Find AD.", "gt": "5", "picture": png(), "solution": COT},

@@ -13,7 +13,7 @@ from pydantic import Field, StrictStr
 
 from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
-from prcli.jsonl import ResumableJsonl, check_jsonl, content_hash, write_failed
+from prcli.jsonl import ResumableJsonl, content_hash, write_failed
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
 from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import LLMClient
@@ -28,7 +28,11 @@ class JudgeRunConfig(JudgeConfig, SourceOptions, TrackerOptions):
         description="Response records: JSONL (id, response, [annotations]), or a dataset as for `pr annotate`."
     )
     out: Path = Field(description="Judgements (JSONL) to write, or to resume.")
-    annotations: Path | None = Field(None, description="Annotated records (JSONL) to take annotations from.")
+    annotations: DataSource | None = Field(
+        None,
+        description="Annotated records to take annotations from: JSONL, a parquet/arrow file, a dataset folder "
+        "or a hub dataset (the released Perception-R1 layout needs no map; ids `row-<i>` when it has none).",
+    )
     annotation_key: str = Field(
         "id", description="Response field matched against the annotated records' ids."
     )
@@ -70,14 +74,15 @@ RESULT_KEYS = (
 )
 
 
-def load_annotations(path: Path) -> dict[str, list[str]]:
-    """{id: annotations} of an annotated-records file (`pr annotate`'s output); images not checked."""
-    checked = check_jsonl(path, _Annotations, context={"check_images": False})
+def load_annotations(spec: Path | str) -> dict[str, list[str]]:
+    """{id: annotations} of annotated records (`pr annotate`'s output, or a dataset read as
+    `prcli.sources` reads one, with its own columns); images not checked."""
+    checked = read_source(Source(spec, {}), _Annotations, context={"check_images": False})
     return {rec.id: rec.annotations for rec in checked}
 
 
 def annotation_join(
-    by_id: dict[str, list[str]] | None, key: str, source: Path | None, *, required: bool = True
+    by_id: dict[str, list[str]] | None, key: str, source: Path | str | None, *, required: bool = True
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A line converter attaching the annotations of the annotated record whose id is `obj[key]`.
 
