@@ -346,3 +346,13 @@ def test_hf_backend_in_process(tiny_model_dir: Path, files: dict[str, Path]) -> 
     failed = read_jsonl(files["out"].with_name("judgements.failed.jsonl"))
     assert [r["id"] for r in failed] == ["p1#0", "p1#1", "p2#0"]
     assert all("cut at max_tokens=8" in r["error"] for r in failed)
+
+
+def test_a_saved_config_runs_again_with_config(files: dict[str, Path]) -> None:
+    first = runner.invoke(app, judge_args(files))
+    assert first.exit_code == 0, first.output
+    saved = files["out"].with_name("judgements.config.yaml")
+    assert "judge_prompt_sha256" in saved.read_text()  # a run fact, recorded
+    again = runner.invoke(app, ["judge", "--config", str(saved), "--json"])  # and skipped when read back
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["already_done"] == len(files["out"].read_text().splitlines())

@@ -178,8 +178,18 @@ def test_a_hub_dataset_is_named_in_the_metadata(tmp_path: Path) -> None:
     ).card(10)
     assert (
         "hub dataset [someone/geo3k-r1](https://huggingface.co/datasets/someone/geo3k-r1/tree/v1.2) at "
-        "revision `v1.2` (10 examples used)" in ModelCard(render_card(pinned)).text
+        "revision `v1.2` (a branch or tag: the commit it named then is not recorded) (10 examples used)"
+        in ModelCard(render_card(pinned)).text
     )
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    for revision, shown in (
+        (sha, f"tree/{sha}) at commit `{sha}` (10"),
+        ("refs/pr/3", "tree/refs%2Fpr%2F3) at"),
+    ):
+        facts = SFTStageConfig(
+            model="qwen2.5-vl-7b", data="someone/geo3k-r1", revision=revision, output_dir=tmp_path / "s"
+        ).card(10)
+        assert shown in ModelCard(render_card(facts)).text
 
 
 def test_a_card_shows_no_local_path_or_custom_prompt_text(tmp_path: Path) -> None:

@@ -388,7 +388,10 @@ def test_a_revision_pins_a_hub_dataset_and_is_refused_for_local_data(tmp_path: P
     data = tmp_path / "r.jsonl"
     data.write_text('{"id": "a", "response": "x"}\n')
     local = runner.invoke(app, ["judge", str(data), "-o", str(tmp_path / "o.jsonl"), "--revision", "v1"])
-    assert local.exit_code == 1 and "--revision pins a hub dataset's version; this is a local" in local.output
+    assert (
+        local.exit_code == 1
+        and f"--revision pins a hub dataset's version; {data} is local data" in local.output
+    )
     hub = runner.invoke(
         app,
         [
@@ -410,3 +413,37 @@ def test_a_revision_pins_a_hub_dataset_and_is_refused_for_local_data(tmp_path: P
     assert _records_path(spec, {}) != _records_path(
         Source("someone/responses", {}, split="test", revision="v1"), {}
     )
+    with pytest.raises(InputError, match="--revision pins a hub dataset's version; this is a local file"):
+        read_source(Source(data, {}, revision="v1"), Response)  # the library call refuses it too
+
+    from prcli.train import TrainConfig
+
+    cfg = TrainConfig(
+        model="m", data="someone/geo3k", revision="v1.2", eval_data=data, output_dir=tmp_path / "t"
+    )
+    assert Source.of(cfg.data, cfg).revision == "v1.2"
+    assert Source.of(cfg.eval_data, cfg, split=cfg.eval_split).revision is None  # --data's version only
+
+
+def test_judge_annotations_come_from_one_file_and_diagnose_reads_jsonl_ones(tmp_path: Path) -> None:
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"id": "row-0", "response": "AB = 6."}) + "\n")
+    folder = tmp_path / "facts"
+    folder.mkdir()
+    result = runner.invoke(
+        app, ["judge", str(responses), "-o", str(tmp_path / "o.jsonl"), "--annotations", str(folder)]
+    )
+    assert (
+        result.exit_code == 1
+        and "--annotations takes a JSONL, parquet or arrow file, not a folder" in result.output
+    )
+    facts = released_parquet(tmp_path / "geo3k.parquet", [released_row(0)])
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"id": "row-0", "response": "AB = 6.", "correct": True}) + "\n")
+    result = runner.invoke(
+        app, ["diagnose", str(items), "-o", str(tmp_path / "d.jsonl"), "--annotations", str(facts)]
+    )
+    assert (
+        result.exit_code == 1 and "expected a JSONL file" in result.output and "pr convert" in result.output
+    )
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "d.jsonl").exists()

@@ -192,8 +192,10 @@ def resolve_config(
     `from_yaml_names(values)` turns them into its own before the merge."""
     values = dict(cli_values)
     where = Path(config_file) if config_file else Path("<command line>")
-    if config_file is not None:
-        given = flat_values(cls, load_config_file(config_file))
+    if config_file is not None:  # a saved config.yaml works as --config: its run facts are records
+        given = {
+            k: v for k, v in flat_values(cls, load_config_file(config_file)).items() if k not in RUN_FACTS
+        }
         translate = getattr(cls, "from_yaml_names", None)
         if translate is not None:
             try:
@@ -222,10 +224,33 @@ def plain_values(value: Any) -> Any:
     return value
 
 
+# what a run records beside its options in config.yaml: read back with --config, these are skipped
+RUN_FACTS = frozenset(
+    {
+        "prcli_version",
+        "world_size",
+        "prompt_text_hash",
+        "judge_prompt_sha256",
+        "judge_rules",
+        "loss_on",
+        "policy_dtype",
+        "final_dtype",
+        "teacher_prompt_version",
+        "extract_prompt_version",
+    }
+)
+
+
 def save_config(config: BaseModel, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write the resolved config (plus `extra` run facts such as versions) as YAML, atomically."""
+    """Write the resolved config (plus `extra` run facts such as versions, names in RUN_FACTS) as YAML,
+    atomically."""
     data = plain_values(config.model_dump(mode="python"))
     if extra:
+        unknown = set(extra) - RUN_FACTS
+        if unknown:
+            raise ValueError(
+                f"run facts {sorted(unknown)} are not in RUN_FACTS: --config could not read them back"
+            )
         data = {**data, **extra}
     write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return Path(path)

@@ -10,6 +10,7 @@ method, rewards and weights were, with the paper to cite and the prcli version. 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,14 @@ def _sha256(path: Path) -> str:
 def _data_line(data: Path | str, revision: str | None = None) -> str:
     if isinstance(data, str):
         if revision:
-            return f"hub dataset [{data}](https://huggingface.co/datasets/{data}/tree/{revision}) at revision `{revision}`"
+            from urllib.parse import quote
+
+            line = f"hub dataset [{data}](https://huggingface.co/datasets/{data}/tree/{quote(revision, safe='')})"
+            if re.fullmatch(r"[0-9a-f]{40}", revision):
+                return f"{line} at commit `{revision}`"
+            return (
+                f"{line} at revision `{revision}` (a branch or tag: the commit it named then is not recorded)"
+            )
         return f"hub dataset [{data}](https://huggingface.co/datasets/{data}), revision not pinned (its latest when trained)"
     if data.is_file():
         return f"file `{data.name}`, sha256 `{_sha256(data)}`"

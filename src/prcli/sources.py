@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from prcli.annotate.extract import parse_annotations
 from prcli.cache import default_cache_dir
@@ -82,6 +82,8 @@ def parse_field_map(entries: list[str]) -> dict[str, str]:
 class SourceOptions(BaseModel):
     """The options of a stage that reads problems or responses: how a dataset's columns become records."""
 
+    input_field: ClassVar[str] = "data"  # the option naming the stage's main input (what --revision pins)
+
     field: list[str] = Field(
         default_factory=list,
         description="Map a dataset column onto a record field, OURS=THEIRS, repeatable: --field "
@@ -94,9 +96,17 @@ class SourceOptions(BaseModel):
     split: str | None = Field(None, description="The dataset's split (needed when it has several).")
     revision: str | None = Field(
         None,
-        description="A hub dataset's version: branch, tag or commit (recorded in config.yaml and the model "
-        "card). Without it the hub's latest is read, and the card says the version was not pinned.",
+        description="The main input's version when it is a hub dataset: branch, tag or commit (recorded in "
+        "config.yaml and the model card; not applied to pr train --eval-data). Without it the hub's latest "
+        "is read, and the card says the version was not pinned.",
     )
+
+    @model_validator(mode="after")
+    def _revision_for_hub_data(self) -> Self:
+        spec = getattr(self, self.input_field, None)
+        if self.revision and isinstance(spec, Path):
+            raise ValueError(f"--revision pins a hub dataset's version; {spec} is local data")
+        return self
 
     @field_validator("field", mode="before")
     @classmethod
@@ -123,9 +133,11 @@ class Source:
 
     @classmethod
     def of(cls, spec: Path | str, options: SourceOptions, split: str | EllipsisType | None = ...) -> Source:
-        """The source `spec` under a stage's options (`split` instead of theirs: `--eval-split`)."""
-        chosen = options.split if split is ... else split
-        return cls(spec, parse_field_map(options.field), options.subset, chosen, options.revision)
+        """The source `spec` under a stage's options (`split` instead of theirs: `--eval-split`, a second
+        input, which --revision does not pin)."""
+        if split is ...:
+            return cls(spec, parse_field_map(options.field), options.subset, options.split, options.revision)
+        return cls(spec, parse_field_map(options.field), options.subset, split)
 
     @property
     def label(self) -> Path:

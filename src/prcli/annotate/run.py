@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,6 +46,8 @@ DEFAULT_EXTRACTOR_MODEL = "Qwen/Qwen2.5-32B-Instruct"
 
 
 class AnnotateConfig(StageConfig, SourceOptions, TrackerOptions):
+    input_field: ClassVar[str] = "problems"
+
     problems: DataSource = Field(
         description="Problem records: JSONL (id, question, images, answer, [cot]), a parquet/arrow file or "
         "folder, a save_to_disk folder, or a hub dataset owner/name (see --field, --subset, --split)."

@@ -22,6 +22,7 @@ from prcli.jsonl import (
     ResumableJsonl,
     check_jsonl,
     content_hash,
+    require_jsonl_file,
     write_failed,
     write_json_atomic,
 )
@@ -111,6 +112,8 @@ def run_diagnose(
     """Label every item not yet in `config.out` (a bad input line stops it before anything is written)."""
     started = time.monotonic()
     human = load_human(config.agreement) if config.agreement else None
+    if config.annotations:  # its labelling sheet and the vlm judge read the records' JSONL lines
+        require_jsonl_file(config.annotations)
     if config.judge == "vlm":  # the annotated records lend images, not facts
         images = load_images(config.annotations) if config.annotations else None
         convert = image_join(images, config.annotation_key)

@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, StrictStr
 
 from prcli.concurrency import run_sync
 from prcli.config import OVERWRITE_HELP, SKIP_INVALID_HELP, save_config
-from prcli.jsonl import ResumableJsonl, content_hash, write_failed
+from prcli.jsonl import InputError, LineProblem, ResumableJsonl, content_hash, write_failed
 from prcli.judge.core import Judge, JudgeConfig, JudgeItem, build_judge
 from prcli.judge.statements import LEXICAL_VERSION
 from prcli.llm import LLMClient
@@ -24,14 +24,16 @@ from prcli.trackers import TrackerOptions, tracked
 
 
 class JudgeRunConfig(JudgeConfig, SourceOptions, TrackerOptions):
+    input_field: ClassVar[str] = "responses"
+
     responses: DataSource = Field(
         description="Response records: JSONL (id, response, [annotations]), or a dataset as for `pr annotate`."
     )
     out: Path = Field(description="Judgements (JSONL) to write, or to resume.")
-    annotations: DataSource | None = Field(
+    annotations: Path | None = Field(
         None,
-        description="Annotated records to take annotations from: JSONL, a parquet/arrow file, a dataset folder "
-        "or a hub dataset (the released Perception-R1 layout needs no map; ids `row-<i>` when it has none).",
+        description="Annotated records to take annotations from: a JSONL, parquet or arrow file (the released "
+        "Perception-R1 parquet needs no map; ids `row-<i>` when it has none).",
     )
     annotation_key: str = Field(
         "id", description="Response field matched against the annotated records' ids."
@@ -74,15 +76,20 @@ RESULT_KEYS = (
 )
 
 
-def load_annotations(spec: Path | str) -> dict[str, list[str]]:
-    """{id: annotations} of annotated records (`pr annotate`'s output, or a dataset read as
-    `prcli.sources` reads one, with its own columns); images not checked."""
-    checked = read_source(Source(spec, {}), _Annotations, context={"check_images": False})
+def load_annotations(path: Path) -> dict[str, list[str]]:
+    """{id: annotations} of annotated records (`pr annotate`'s output, or a parquet/arrow file read as
+    `prcli.sources` reads one, with its own columns); images not checked. A file, not a folder or a
+    hub name: --split, --subset and --revision choose within the responses, not here."""
+    if path.is_dir():
+        raise InputError(
+            [LineProblem(path, 0, "--annotations takes a JSONL, parquet or arrow file, not a folder")]
+        )
+    checked = read_source(Source(path, {}), _Annotations, context={"check_images": False})
     return {rec.id: rec.annotations for rec in checked}
 
 
 def annotation_join(
-    by_id: dict[str, list[str]] | None, key: str, source: Path | str | None, *, required: bool = True
+    by_id: dict[str, list[str]] | None, key: str, source: Path | None, *, required: bool = True
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A line converter attaching the annotations of the annotated record whose id is `obj[key]`.
 
