@@ -24,6 +24,7 @@ from prcli.train.config import (
     Overwrite,
     PushToHub,
     Resume,
+    card_facts,
     hub_repo,
 )
 from prcli.train.processes import world_size
@@ -92,15 +93,7 @@ class SFTStageConfig(StageConfig, SourceOptions, TrackerOptions):
             "output_dir", "prompt_template", "learning_rate", "epochs", "max_steps", "batch_size", "max_length",
             "lora", "freeze_vision", "seed",
         )  # fmt: skip
-        return TrainingFacts(
-            stage="sft",
-            model=self.model,
-            data=self.data,
-            examples=examples,
-            settings={k: getattr(self, k) for k in keys},
-            hub_model_id=hub_repo(self),
-            data_revision=self.revision,
-        )
+        return card_facts(self, "sft", examples, keys)
 
     @model_validator(mode="after")
     def _check(self) -> SFTStageConfig:

@@ -5,6 +5,7 @@ Defaults follow the released Perception-R1 run where it makes sense (method.md s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -287,16 +288,13 @@ class TrainConfig(StageConfig, SourceOptions, TrackerOptions):
             if self.judge == "lexical"
             else f"{_public_name(self.judge_endpoint.model or 'the served model')} ({self.judge} backend)"
         )
-        return TrainingFacts(
-            stage="grpo",
-            model=self.model,
-            data=self.data,
-            examples=examples,
-            settings={k: getattr(self, k) for k in keys},
+        return card_facts(
+            self,
+            "grpo",
+            examples,
+            keys,
             rewards=dict(zip(REWARD_NAMES, self.weights.as_list(), strict=True)),
             judge=judge if self.w_perception else None,
-            hub_model_id=hub_repo(self),
-            data_revision=self.revision,
         )
 
     def judge_config(self) -> JudgeConfig:
@@ -328,6 +326,21 @@ def bf16_on(cfg: TrainConfig) -> bool:
 def hub_repo(cfg: Any) -> str | None:
     """Where `--push-to-hub` goes: `--hub-model-id`, else the output folder's name (as TRL)."""
     return (cfg.hub_model_id or Path(cfg.output_dir).name) if cfg.push_to_hub else cfg.hub_model_id
+
+
+def card_facts(cfg: Any, stage: str, examples: int, keys: Sequence[str], **more: Any) -> TrainingFacts:
+    """What every training run's card says, from `pr train`'s or `pr sft`'s config: the model, the data
+    and its revision, the settings named by `keys`, the hub repository (`more`: the stage's own facts)."""
+    return TrainingFacts(
+        stage=stage,
+        model=cfg.model,
+        data=cfg.data,
+        examples=examples,
+        settings={k: getattr(cfg, k) for k in keys},
+        hub_model_id=hub_repo(cfg),
+        data_revision=cfg.revision,
+        **more,
+    )
 
 
 def build_grpo_config(cfg: TrainConfig) -> Any:
