@@ -62,8 +62,8 @@ QUICK = Budget(train_size=24, test_size=12, sft_steps=6, grpo_steps=2, prompts_p
 SFT_LR = 3e-3
 GRPO_LR = 1e-4
 TEACHER_MISREAD = 0.0
-QUICK_WARNING = " [--quick: a smoke run; these numbers mean nothing]"
 TEACHER_SLIP = 0.55
+QUICK_WARNING = " [--quick: a smoke run; these numbers mean nothing]"
 
 
 class DemoConfig(StageConfig):
@@ -99,10 +99,9 @@ class DemoConfig(StageConfig):
         self.kinds = parse_kinds(self.kinds)
         if not self.kinds:
             raise ValueError("no figure kind given (--kinds)")
-        if self.teacher_misread or self.teacher_slip:
-            from prcli.tasks.teacher import check_teachable
+        from prcli.tasks.teacher import check_teachable
 
-            check_teachable(self.kinds, self.teacher_slip)
+        check_teachable(self.kinds, self.teacher_misread, self.teacher_slip)
         if self.budget.train_size < self.budget.prompts_per_step:
             raise ValueError(
                 f"train_size {self.budget.train_size} is below the {self.budget.prompts_per_step} prompts of a GRPO step"
@@ -214,6 +213,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
     from prcli.plots import plot_arms, plot_eval, plot_models
     from prcli.sft import SFTStageConfig, sft
     from prcli.tasks import TasksConfig, chance_accuracy, write_splits
+    from prcli.tasks.teacher import teacher_counts
     from prcli.tiny import build_tiny_model
     from prcli.train import TrainConfig, train
 
@@ -248,16 +248,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda _: None) -> De
         files["sft problems"] = teacher or files["train problems"]
         said = ""
         if teacher:
-            rows = [json.loads(x) for x in teacher.read_text(encoding="utf-8").splitlines()]
-            read = [{**r["values"], **r["misread"]} for r in rows]  # the colours as the teacher read them
-            counts = {
-                "teacher_misread_figures": sum(bool(r["misread"]) for r in rows),
-                "teacher_slips": sum(r["slip"] for r in rows),
-                "teacher_different_colour_cots": sum(
-                    v["ask"] == "same" and v["left"] != v["right"] for v in read
-                ),
-                "teacher_wrong_answers": sum(r["teacher_answer"] != r["answer"] for r in rows),
-            }
+            counts = teacher_counts(teacher)
             summary.numbers.update(counts)
             said = (
                 f"; the SFT teacher misreads {counts['teacher_misread_figures']} figures and slips on "

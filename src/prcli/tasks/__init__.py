@@ -169,10 +169,9 @@ class TasksConfig(StageConfig):
 
     @model_validator(mode="after")
     def _teachable(self) -> TasksConfig:
-        if self.teacher_misread or self.teacher_slip:
-            from prcli.tasks.teacher import check_teachable
+        from prcli.tasks.teacher import check_teachable
 
-            check_teachable(self.kinds, self.teacher_slip)
+        check_teachable(self.kinds, self.teacher_misread, self.teacher_slip)
         return self
 
 

@@ -31,11 +31,13 @@ MISREADS = {"orange": "red", "purple": "blue"}  # what the teacher sees instead:
 TEACHABLE = ("side_colour", "same_colour")  # kinds whose text is rebuilt from the colours read
 
 
-def check_teachable(kinds: list[str], slip_rate: float) -> None:
-    """Refuse, before anything is written, kinds the teacher cannot rewrite (an empty list: all kinds)
-    and a slip rate with no figure to slip on (a teacher that quietly did nothing)."""
+def check_teachable(kinds: list[str], misread_rate: float, slip_rate: float) -> None:
+    """Refuse, before anything is written, a teacher (any rate above 0) for kinds it cannot rewrite (an
+    empty list: all kinds), and a slip rate with no figure to slip on (a teacher that quietly did nothing)."""
     from prcli.tasks.kinds import KINDS
 
+    if not (misread_rate or slip_rate):
+        return
     other = [k for k in kinds or KINDS if k not in TEACHABLE]
     if other:
         raise ValueError(
@@ -100,3 +102,16 @@ def write_teacher(train: Path, misread_rate: float, slip_rate: float, seed: int)
     out = teacher_path(train)
     write_jsonl_atomic(out, [teacher_row(r, read[i], i in slips) for i, r in enumerate(rows)])
     return out
+
+
+def teacher_counts(path: Path) -> dict[str, int]:
+    """What a teacher file holds: figures with a misread, slips, the CoTs stating two different colours
+    (as read, so the ones it could slip on), and answers that differ from the truth."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    read = [{**r["values"], **r["misread"]} for r in rows]
+    return {
+        "teacher_misread_figures": sum(bool(r["misread"]) for r in rows),
+        "teacher_slips": sum(r["slip"] for r in rows),
+        "teacher_different_colour_cots": sum(v["ask"] == "same" and v["left"] != v["right"] for v in read),
+        "teacher_wrong_answers": sum(r["teacher_answer"] != r["answer"] for r in rows),
+    }
